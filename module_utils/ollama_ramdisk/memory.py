@@ -1,0 +1,62 @@
+"""How much memory this host (or its cgroup) can give to a RAM disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .sizes import GIB
+
+# cgroup v1 reports "no limit" as a huge page-aligned number.
+_UNLIMITED_THRESHOLD = 1 << 60
+
+
+def _meminfo_total(meminfo: Path) -> int:
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise OSError(f"{meminfo}: no MemTotal line")
+
+
+def _cgroup_limit(proc_cgroup: Path, cgroup_root: Path) -> int | None:
+    """The memory limit of this process's cgroup (v2, else v1), if any."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    candidates: list[Path] = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        relative = path.lstrip("/")
+        if hierarchy == "0" and controllers == "":
+            candidates.append(cgroup_root / relative / "memory.max")
+            candidates.append(cgroup_root / "memory.max")
+        elif "memory" in controllers.split(","):
+            candidates.append(cgroup_root / "memory" / relative / "memory.limit_in_bytes")
+            candidates.append(cgroup_root / "memory" / "memory.limit_in_bytes")
+    for candidate in candidates:
+        try:
+            text = candidate.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < _UNLIMITED_THRESHOLD:
+            return int(text)
+        if text == "max" or text.isdigit():
+            return None
+    return None
+
+
+def memory_total(
+    meminfo: Path = Path("/proc/meminfo"),
+    proc_cgroup: Path = Path("/proc/self/cgroup"),
+    cgroup_root: Path = Path("/sys/fs/cgroup"),
+) -> int:
+    """Physical memory, or the cgroup's limit when that is lower."""
+    total = _meminfo_total(meminfo)
+    limit = _cgroup_limit(proc_cgroup, cgroup_root)
+    return min(total, limit) if limit else total
+
+
+def default_reserve(mem_total: int) -> int:
+    """Memory left to the OS, Ollama and non-mapped loads: max(4 GiB, 10%)."""
+    return max(4 * GIB, mem_total // 10)

@@ -1,0 +1,209 @@
+"""From a model set to the blobs it needs and the RAM disk that holds them.
+
+Models share blobs (a license, a template, the same weights under two tags),
+so each blob is counted once across the set; tmpfs allocates whole pages, so
+each file is rounded up to one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InputProblems, InvalidInput, InvalidOption
+from .memory import default_reserve, memory_total
+from .names import ModelName, parse_name
+from .sizes import MIB, PAGE_SIZE, format_size, round_up
+from .store import Blob, Manifest, Store
+
+DEFAULT_HEADROOM = 1.2
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """Validated manifests of the hot and the cold models."""
+
+    hot: tuple[Manifest, ...]
+    cold: tuple[Manifest, ...]
+
+    def hot_blobs(self) -> dict[str, Blob]:
+        """Distinct blobs of the hot models, keyed by lower-case hex."""
+        return _distinct_blobs(self.hot)
+
+    def cold_only_blobs(self) -> dict[str, Blob]:
+        """Blobs only cold models need (to be linked, not copied)."""
+        hot = self.hot_blobs()
+        return {key: blob for key, blob in _distinct_blobs(self.cold).items() if key not in hot}
+
+    @property
+    def manifests(self) -> tuple[Manifest, ...]:
+        return self.hot + self.cold
+
+
+def _distinct_blobs(manifests: Sequence[Manifest]) -> dict[str, Blob]:
+    blobs: dict[str, Blob] = {}
+    for manifest in manifests:
+        for blob in manifest.blobs:
+            blobs.setdefault(blob.hex.lower(), blob)
+    return blobs
+
+
+def _unique_names(references: Sequence[object], problems: list[InvalidInput]) -> list[ModelName]:
+    names: list[ModelName] = []
+    for reference in references:
+        try:
+            name = parse_name(reference)
+        except InvalidInput as error:
+            problems.append(error)
+            continue
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def resolve_model_set(
+    store: Store,
+    hot: Sequence[object],
+    cold: Sequence[object] = (),
+    check_blobs: bool = True,
+) -> ModelSet:
+    """Parse every name and load every manifest, reporting all problems at once.
+
+    With ``check_blobs`` each blob must exist in the store with its stated size.
+    """
+    problems: list[InvalidInput] = []
+    hot_names = _unique_names(hot, problems)
+    cold_names = _unique_names(cold, problems)
+    problems.extend(
+        InvalidInput(f"model {name.short} is listed as both hot and cold")
+        for name in cold_names
+        if name in hot_names
+    )
+    loaded: dict[ModelName, Manifest] = {}
+    for name in hot_names + cold_names:
+        if name in loaded:
+            continue
+        try:
+            manifest = store.read_manifest(name)
+            if check_blobs:
+                store.check_blobs(manifest)
+        except InvalidInput as error:
+            problems.append(error)
+            continue
+        loaded[name] = manifest
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise InputProblems(problems)
+    return ModelSet(
+        hot=tuple(loaded[name] for name in hot_names),
+        cold=tuple(loaded[name] for name in cold_names),
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sizing of a RAM disk for a model set (CLI contract: ``plan --json``)."""
+
+    model_set: ModelSet
+    blob_count: int
+    bytes: int
+    tmpfs_bytes: int
+    headroom: float
+    size_bytes: int
+    mem_total: int
+    reserve: int
+    size_override: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return self.size_bytes <= self.mem_total - self.reserve
+
+    @property
+    def holds_set(self) -> bool:
+        """False when a forced size is below what the hot models need."""
+        return self.size_bytes >= self.tmpfs_bytes
+
+    @property
+    def size(self) -> str:
+        return format_size(self.size_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "models": [_model_entry(manifest) for manifest in self.model_set.hot],
+            "cold_models": [manifest.name.qualified for manifest in self.model_set.cold],
+            "blob_count": self.blob_count,
+            "bytes": self.bytes,
+            "tmpfs_bytes": self.tmpfs_bytes,
+            "headroom": self.headroom,
+            "size_bytes": self.size_bytes,
+            "size": self.size,
+            "size_override": self.size_override,
+            "holds_set": self.holds_set,
+            "mem_total": self.mem_total,
+            "reserve": self.reserve,
+            "fits": self.fits,
+        }
+
+
+def _model_entry(manifest: Manifest) -> dict[str, Any]:
+    return {
+        "name": manifest.name.qualified,
+        "manifest": manifest.relpath,
+        "blobs": [blob.digest for blob in manifest.blobs],
+        "bytes": manifest.blob_bytes + len(manifest.raw),
+    }
+
+
+def check_headroom(headroom: object) -> float:
+    if isinstance(headroom, bool) or not isinstance(headroom, (int, float, str)):
+        raise InvalidOption(f"headroom: expected a number, got {headroom!r}")
+    try:
+        value = float(headroom)
+    except ValueError:
+        raise InvalidOption(f"headroom: {headroom!r} is not a number") from None
+    if not math.isfinite(value) or value < 1.0:
+        raise InvalidOption(
+            f"headroom: {headroom!r} is below 1.0; the RAM disk must hold at least the models"
+        )
+    return value
+
+
+def size_for(tmpfs_bytes: int, headroom: float) -> int:
+    """ceil(tmpfs_bytes x headroom / 1 MiB) MiB, never below tmpfs_bytes x headroom."""
+    return math.ceil(tmpfs_bytes * headroom / MIB) * MIB
+
+
+def build_plan(
+    model_set: ModelSet,
+    headroom: object = DEFAULT_HEADROOM,
+    reserve: int | None = None,
+    mem_total: int | None = None,
+    size_override: int | None = None,
+) -> Plan:
+    """Size the RAM disk for the hot models of ``model_set``."""
+    ratio = check_headroom(headroom)
+    blobs = model_set.hot_blobs()
+    files = [blob.size for blob in blobs.values()]
+    files += [len(manifest.raw) for manifest in model_set.hot]
+    total = sum(files)
+    tmpfs_bytes = sum(round_up(size, PAGE_SIZE) for size in files)
+    memory = memory_total() if mem_total is None else mem_total
+    if size_override is not None:
+        size_bytes = round_up(size_override, MIB)
+    else:
+        size_bytes = size_for(tmpfs_bytes, ratio)
+    return Plan(
+        model_set=model_set,
+        blob_count=len(blobs),
+        bytes=total,
+        tmpfs_bytes=tmpfs_bytes,
+        headroom=ratio,
+        size_bytes=size_bytes,
+        mem_total=memory,
+        reserve=default_reserve(memory) if reserve is None else reserve,
+        size_override=size_override is not None,
+    )
