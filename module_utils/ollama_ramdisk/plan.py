@@ -173,8 +173,11 @@ def check_headroom(headroom: object) -> float:
 
 
 def size_for(tmpfs_bytes: int, headroom: float) -> int:
-    """ceil(tmpfs_bytes x headroom / 1 MiB) MiB, never below tmpfs_bytes x headroom."""
-    return math.ceil(tmpfs_bytes * headroom / MIB) * MIB
+    """ceil(tmpfs_bytes x headroom / 1 MiB) MiB, never below tmpfs_bytes x headroom.
+
+    At least 1 MiB: ``size=0`` would make the tmpfs unlimited.
+    """
+    return max(1, math.ceil(tmpfs_bytes * headroom / MIB)) * MIB
 
 
 def build_plan(
@@ -193,6 +196,8 @@ def build_plan(
     tmpfs_bytes = sum(round_up(size, PAGE_SIZE) for size in files)
     memory = memory_total() if mem_total is None else mem_total
     if size_override is not None:
+        if size_override <= 0:
+            raise InvalidOption("size: 0 would make the tmpfs unlimited; give a SIZE above 0")
         size_bytes = round_up(size_override, MIB)
     else:
         size_bytes = size_for(tmpfs_bytes, ratio)

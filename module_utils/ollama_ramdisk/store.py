@@ -22,8 +22,9 @@ from .errors import InvalidName, InvalidOption, MalformedManifest, ModelNotFound
 from .names import ModelName, parse_name
 
 # Ollama accepts either separator and either case (manifest/paths.go).
-DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
-BLOB_NAME_RE = re.compile(r"^sha256-[0-9a-fA-F]{64}$")
+# \Z, not $: "$" also matches before a final newline.
+DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})\Z")
+BLOB_NAME_RE = re.compile(r"^sha256-[0-9a-fA-F]{64}\Z")
 # A manifest is a few KiB; anything huge is not one and is not read whole.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 

@@ -1,0 +1,316 @@
+"""What a store holds right now: each model's residency and the mount's use.
+
+Residency of a model, from its blobs (never hashed here: status is cheap;
+``verify`` is the integrity check):
+
+- ``ram``: every blob is a regular file in the store;
+- ``linked``: every blob is there, at least one through a symlink (a cold model
+  served from the disk store);
+- ``partial``: a blob is missing, a link dangles, a size disagrees with the
+  manifest, or the manifest itself cannot be read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidInput, InvalidOption
+from .names import ModelName
+from .store import Blob, Manifest, Store
+
+RESIDENCIES = ("ram", "linked", "partial")
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    """The file system a store lives on, as statvfs sees it."""
+
+    path: str
+    fstype: str
+    source: str
+    size_bytes: int
+    used_bytes: int
+    available_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "fstype": self.fstype,
+            "size_bytes": self.size_bytes,
+            "used_bytes": self.used_bytes,
+            "available_bytes": self.available_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """One model of the store and how much of it is in RAM."""
+
+    name: ModelName
+    bytes: int
+    residency: str
+    blobs: int
+    linked: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "name": self.name.qualified,
+            "bytes": self.bytes,
+            "residency": self.residency,
+            "blobs": self.blobs,
+            "linked": list(self.linked),
+            "missing": list(self.missing),
+        }
+        if self.problem:
+            entry["problem"] = self.problem
+        return entry
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """Every model of a store, the mount holding it, and (given a source) the
+    models that exist only in this store."""
+
+    store: Path
+    models: tuple[ModelStatus, ...]
+    mount: MountInfo | None
+    ram_only: tuple[ModelName, ...] | None = None
+
+    def count(self, residency: str) -> int:
+        return sum(1 for model in self.models if model.residency == residency)
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "store": str(self.store),
+            "models": [model.to_dict() for model in self.models],
+            "mount": self.mount.to_dict() if self.mount else None,
+        }
+        if self.ram_only is not None:
+            result["ram_only"] = [name.qualified for name in self.ram_only]
+        return result
+
+
+def store_status(
+    store: Store, source: Store | None = None, mountinfo: Path = MOUNTINFO
+) -> StoreStatus:
+    """Residency of every model in ``store``; with ``source``, which ones it lacks."""
+    if not store.root.is_dir():
+        raise InvalidOption(f"store: {store.root} is not a directory")
+    models = tuple(_model_status(store, name) for name in store.iter_models())
+    ram_only = None
+    if source is not None:
+        ram_only = tuple(status.name for status in models if not source.has_manifest(status.name))
+    return StoreStatus(
+        store=store.root,
+        models=models,
+        mount=find_mount(store.root, mountinfo),
+        ram_only=ram_only,
+    )
+
+
+def _model_status(store: Store, name: ModelName) -> ModelStatus:
+    try:
+        manifest = store.read_manifest(name)
+    except (InvalidInput, OSError) as error:
+        size = _size_or_zero(store.manifest_path(name))
+        return ModelStatus(name, size, "partial", blobs=0, problem=str(error))
+    linked: list[str] = []
+    missing: list[str] = []
+    for blob in manifest.blobs:
+        state = _blob_state(store, blob)
+        if state == "linked":
+            linked.append(f"blobs/{blob.filename}")
+        elif state != "ram":
+            missing.append(f"blobs/{blob.filename}")
+    return ModelStatus(
+        name=name,
+        bytes=_model_bytes(manifest),
+        residency=_residency(linked, missing),
+        blobs=len(manifest.blobs),
+        linked=tuple(linked),
+        missing=tuple(missing),
+    )
+
+
+def _model_bytes(manifest: Manifest) -> int:
+    """The same count as a plan's: the blobs plus the manifest itself."""
+    return manifest.blob_bytes + len(manifest.raw)
+
+
+def _residency(linked: list[str], missing: list[str]) -> str:
+    if missing:
+        return "partial"
+    return "linked" if linked else "ram"
+
+
+def _blob_state(store: Store, blob: Blob) -> str:
+    """``ram``, ``linked`` or ``missing`` (absent, dangling, wrong size, not a file)."""
+    path = store.blob_path(blob)
+    try:
+        own = path.lstat()
+        target = path.stat() if stat.S_ISLNK(own.st_mode) else own
+    except OSError:
+        return "missing"
+    if not stat.S_ISREG(target.st_mode) or target.st_size != blob.size:
+        return "missing"
+    return "linked" if stat.S_ISLNK(own.st_mode) else "ram"
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+# ---------------------------------------------------------------- the mount
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
+
+
+def _mount_entries(mountinfo: Path) -> Iterator[tuple[str, str, str]]:
+    """(mount point, fstype, source) of each line of a mountinfo file."""
+    for line in mountinfo.read_text().splitlines():
+        fields = line.split(" ")
+        if "-" not in fields[6:]:
+            continue
+        separator = fields.index("-", 6)
+        if len(fields) < separator + 3:
+            continue
+        yield _unescape(fields[4]), fields[separator + 1], _unescape(fields[separator + 2])
+
+
+def _contains(mount_point: str, path: str) -> bool:
+    return path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+
+
+def find_mount(path: Path, mountinfo: Path = MOUNTINFO) -> MountInfo | None:
+    """The mount holding ``path``: the longest mount point containing it (the last
+    one listed when mounts are stacked), sized by statvfs."""
+    resolved = os.path.realpath(path)
+    try:
+        entries = list(_mount_entries(mountinfo))
+    except OSError:
+        return None
+    best: tuple[str, str, str] | None = None
+    for entry in entries:
+        if _contains(entry[0], resolved) and (best is None or len(entry[0]) >= len(best[0])):
+            best = entry
+    if best is None:
+        return None
+    usage = os.statvfs(resolved)
+    return MountInfo(
+        path=best[0],
+        fstype=best[1],
+        source=best[2],
+        size_bytes=usage.f_blocks * usage.f_frsize,
+        used_bytes=(usage.f_blocks - usage.f_bfree) * usage.f_frsize,
+        available_bytes=usage.f_bavail * usage.f_frsize,
+    )
+
+
+# ---------------------------------------------------------------- Prometheus
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(**labels: str) -> str:
+    return ",".join(f'{key}="{_escape_label(value)}"' for key, value in labels.items())
+
+
+def _metric(name: str, help_text: str, samples: Iterable[tuple[str, int]]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    lines += [f"{name}{{{labels}}} {value}" for labels, value in samples]
+    return lines
+
+
+def prometheus_text(status: StoreStatus) -> str:
+    """node_exporter textfile metrics for a store (every series labelled by store)."""
+    store = str(status.store)
+    base = _labels(store=store)
+    lines: list[str] = []
+    if status.mount is not None:
+        where = _labels(store=store, mountpoint=status.mount.path, fstype=status.mount.fstype)
+        lines += _metric(
+            "ollama_ramdisk_size_bytes",
+            "Size of the file system holding the model store.",
+            [(where, status.mount.size_bytes)],
+        )
+        lines += _metric(
+            "ollama_ramdisk_used_bytes",
+            "Bytes used on the file system holding the model store.",
+            [(where, status.mount.used_bytes)],
+        )
+        lines += _metric(
+            "ollama_ramdisk_available_bytes",
+            "Bytes still free on the file system holding the model store.",
+            [(where, status.mount.available_bytes)],
+        )
+    lines += _metric("ollama_ramdisk_models", "Models in the store.", [(base, len(status.models))])
+    lines += _metric(
+        "ollama_ramdisk_model_bytes",
+        "Bytes of a model: its blobs and its manifest.",
+        [
+            (_labels(store=store, model=model.name.qualified), model.bytes)
+            for model in status.models
+        ],
+    )
+    lines += _metric(
+        "ollama_ramdisk_model_resident",
+        "1 for the residency a model has (ram, linked to disk, or partial), 0 for the others.",
+        [
+            (
+                _labels(store=store, model=model.name.qualified, residency=residency),
+                int(model.residency == residency),
+            )
+            for model in status.models
+            for residency in RESIDENCIES
+        ],
+    )
+    if status.ram_only is not None:
+        lines += _metric(
+            "ollama_ramdisk_ram_only_models",
+            "Models that exist only in the store, not in the disk store (lost at reboot).",
+            [(base, len(status.ram_only))],
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_prometheus(status: StoreStatus, path: Path) -> None:
+    """Write the metrics atomically: node_exporter never reads a half-written file.
+
+    The temporary file sits in the same directory (same file system, so the
+    rename is atomic) and does not end in ``.prom``, which the textfile
+    collector would pick up.
+    """
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(prometheus_text(status))
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates 0600; node_exporter usually runs as another user.
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

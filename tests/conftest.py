@@ -1,0 +1,77 @@
+"""Shared fixtures: real tmpfs mounts and synthetic Ollama stores.
+
+``tmpfs(size)`` mounts a real tmpfs (root only) and unmounts it at teardown;
+``store_factory(models=None, name="store")`` writes a store under the test's
+tmp dir (the realistic fleet of ``storegen.FLEET`` when ``models`` is None);
+``fleet`` is that fleet, ready.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from storegen import (
+    LayerSpec,
+    MountTmpfs,
+    StoreFactory,
+    SyntheticStore,
+    fleet_store,
+    make_store,
+)
+
+
+def _unmount(path: Path) -> None:
+    # A lazy unmount as a last resort, so that no test leaves a mount behind.
+    if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[MountTmpfs]:
+    """Mount real tmpfs file systems: ``tmpfs("8m")`` -> the mount point."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(size: str | int = "64m", name: str | None = None, options: str = "") -> Path:
+        path = tmp_path / (name or f"tmpfs{len(mounted)}")
+        path.mkdir(parents=True, exist_ok=True)
+        extra = f",{options}" if options else ""
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755{extra}", "tmpfs", str(path)],
+            check=True,
+            capture_output=True,
+        )
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        _unmount(path)
+
+
+@pytest.fixture
+def store_factory(tmp_path: Path) -> StoreFactory:
+    """Write synthetic stores: ``store_factory({"m:t": [layers...]}, name="src")``."""
+
+    def build(
+        models: Mapping[str, Sequence[LayerSpec]] | None = None,
+        name: str = "store",
+        root: Path | None = None,
+    ) -> SyntheticStore:
+        where = root if root is not None else tmp_path / name
+        if models is None:
+            return fleet_store(where)
+        return make_store(where, models)
+
+    return build
+
+
+@pytest.fixture
+def fleet(store_factory: StoreFactory) -> SyntheticStore:
+    """The realistic fleet store of storegen.FLEET."""
+    return store_factory()
