@@ -1,0 +1,249 @@
+#!/usr/bin/python
+# SPDX-License-Identifier: Apache-2.0
+"""Ansible module: size a RAM disk for a set of Ollama models (read only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ollama_ramdisk.errors import RamdiskError
+from ansible.module_utils.ollama_ramdisk.plan import Plan, build_plan, resolve_model_set
+from ansible.module_utils.ollama_ramdisk.sizes import human, parse_size
+from ansible.module_utils.ollama_ramdisk.store import Store
+
+DOCUMENTATION = r"""
+---
+module: ollama_ramdisk_plan
+short_description: Size a tmpfs RAM disk for a set of Ollama models
+description:
+  - Reads the manifests of the hot and cold models in an Ollama model store,
+    counts every distinct blob of the hot models once (models share blobs),
+    rounds each file up to a page as tmpfs allocates it and multiplies by the
+    headroom to give the RAM disk's size.
+  - Fails, before anything is changed, when a model name is invalid, a model
+    or one of its blobs is missing from the store, a manifest is malformed, or
+    the RAM disk would not fit in the host's memory minus the reserve.
+  - Every problem with the model set is reported at once.
+  - Changes nothing; always safe in check mode.
+version_added: "0.1.0"
+author:
+  - ollama-ramdisk maintainers
+options:
+  source:
+    description:
+      - The Ollama model store to read (an C(OLLAMA_MODELS) directory holding
+        C(manifests/) and C(blobs/)).
+    type: path
+    required: true
+  models:
+    description:
+      - Hot models, to be copied into RAM. Names as Ollama takes them,
+        C([host/][namespace/]model[:tag]); missing parts default to
+        C(registry.ollama.ai), C(library) and C(latest).
+    type: list
+    elements: str
+    default: []
+  cold_models:
+    description:
+      - Cold models, visible to Ollama from the RAM disk but with blobs linked
+        to the disk store. They are validated but not counted in the size.
+    type: list
+    elements: str
+    default: []
+  headroom:
+    description:
+      - The RAM disk's size is the hot models' page-rounded bytes times this
+        factor, rounded up to a whole MiB. At least 1.0.
+    type: float
+    default: 1.2
+  reserve:
+    description:
+      - Memory that must stay free for the OS, Ollama and models loaded
+        without memory mapping. A SIZE (bytes, or a number with k, m, g or t).
+      - Default is the larger of 4 GiB and 10% of the host's memory.
+    type: str
+  size:
+    description:
+      - A SIZE that overrides the computed size (rounded up to a MiB).
+      - When it is below what the hot models need, the module warns and
+        returns RV(plan.holds_set=false).
+    type: str
+  mem_total:
+    description:
+      - The memory to plan against, as a SIZE. Default is the host's memory,
+        or its cgroup's memory limit when that is lower.
+      - Useful to plan for another host class than the one the module runs on.
+    type: str
+notes:
+  - Supports check mode; the module never changes anything.
+seealso:
+  - module: ollama_ramdisk_populate
+  - module: ollama_ramdisk_verify
+"""
+
+EXAMPLES = r"""
+- name: Plan the RAM disk for two hot models and one cold one
+  ollama_ramdisk_plan:
+    source: /usr/share/ollama/.ollama/models
+    models:
+      - llama3.1:70b
+      - qwen2.5-coder:32b
+    cold_models:
+      - hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M
+    headroom: 1.2
+  register: plan_result
+
+- name: Show the fstab size
+  ansible.builtin.debug:
+    msg: "tmpfs size={{ plan_result.plan.size }} for {{ plan_result.plan.bytes }} bytes"
+
+- name: Plan with a fixed reserve against a 512 GiB host class
+  ollama_ramdisk_plan:
+    source: /srv/ollama/models
+    models: [deepseek-r1:671b]
+    reserve: 48g
+    mem_total: 512g
+"""
+
+RETURN = r"""
+plan:
+  description: The sizing plan (the same keys as C(ollama-ramdisk plan --json)).
+  returned: success, and on failure when the set does not fit
+  type: dict
+  contains:
+    models:
+      description: The hot models, in the order given.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: Fully qualified name, C(host/namespace/model:tag).
+          type: str
+          sample: registry.ollama.ai/library/llama3.1:70b
+        manifest:
+          description: The manifest's path relative to the store.
+          type: str
+          sample: manifests/registry.ollama.ai/library/llama3.1/70b
+        blobs:
+          description: Digests of the model's config and layers.
+          type: list
+          elements: str
+        bytes:
+          description: The model's blobs and manifest, in bytes (shared blobs included).
+          type: int
+    cold_models:
+      description: Fully qualified names of the cold models.
+      type: list
+      elements: str
+    blob_count:
+      description: Distinct blobs of the hot models.
+      type: int
+      sample: 7
+    bytes:
+      description: Bytes of the distinct blobs and the manifests of the hot models.
+      type: int
+      sample: 42520399008
+    tmpfs_bytes:
+      description: The same, each file rounded up to 4096 bytes.
+      type: int
+    headroom:
+      description: The headroom factor used.
+      type: float
+      sample: 1.2
+    size_bytes:
+      description: The RAM disk's size in bytes, a whole number of MiB.
+      type: int
+    size:
+      description: The size in fstab form (a number with k, m or g).
+      type: str
+      sample: 48g
+    size_override:
+      description: Whether O(size) fixed the size.
+      type: bool
+    holds_set:
+      description: Whether the size holds every hot model (false only with a small O(size)).
+      type: bool
+    mem_total:
+      description: The memory planned against, in bytes.
+      type: int
+    reserve:
+      description: The memory kept free, in bytes.
+      type: int
+    fits:
+      description: Whether size_bytes <= mem_total - reserve.
+      type: bool
+      sample: true
+"""
+
+ARGUMENT_SPEC: dict[str, Any] = {
+    "source": {"type": "path", "required": True},
+    "models": {"type": "list", "elements": "str", "default": []},
+    "cold_models": {"type": "list", "elements": "str", "default": []},
+    "headroom": {"type": "float", "default": 1.2},
+    "reserve": {"type": "str"},
+    "size": {"type": "str"},
+    "mem_total": {"type": "str"},
+}
+
+
+def _optional_size(value: str | None, option: str) -> int | None:
+    return None if value is None else parse_size(value, option)
+
+
+def make_plan(params: dict[str, Any]) -> Plan:
+    """Resolve the model set in the source store and size its RAM disk."""
+    store = Store(params["source"])
+    store.require_directory("source")
+    model_set = resolve_model_set(store, params["models"], params["cold_models"])
+    return build_plan(
+        model_set,
+        headroom=params["headroom"],
+        reserve=_optional_size(params["reserve"], "reserve"),
+        mem_total=_optional_size(params["mem_total"], "mem_total"),
+        size_override=_optional_size(params["size"], "size"),
+    )
+
+
+def does_not_fit_message(plan: Plan) -> str:
+    """Say what the set needs, what the host has and what to change."""
+    available = plan.mem_total - plan.reserve
+    needed = (
+        f"the RAM disk size {plan.size} (forced by the size option)"
+        if plan.size_override
+        else f"a RAM disk of {plan.size} ({human(plan.tmpfs_bytes)} of model files"
+        f" x headroom {plan.headroom:g})"
+    )
+    return (
+        f"the model set does not fit: it needs {needed}, but the host has"
+        f" {human(plan.mem_total)} of memory and {human(plan.reserve)} must stay free"
+        f" (reserve), which leaves {human(max(available, 0))}. Use fewer or smaller models"
+        f" (or make some of them cold), a lower headroom (at least 1.0) or a smaller reserve."
+    )
+
+
+def does_not_hold_message(plan: Plan) -> str:
+    return (
+        f"the forced size {plan.size} is below the {human(plan.tmpfs_bytes)} the hot models"
+        " need: the blobs that do not fit cannot be copied into RAM"
+    )
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        plan = make_plan(module.params)
+    except RamdiskError as error:
+        module.fail_json(msg=str(error), exit_code=error.exit_code)
+    except OSError as error:
+        module.fail_json(msg=f"{error.filename or module.params['source']}: {error.strerror}")
+    result = plan.to_dict()
+    if not plan.fits:
+        module.fail_json(msg=does_not_fit_message(plan), plan=result)
+    if not plan.holds_set:
+        module.warn(does_not_hold_message(plan))
+    module.exit_json(changed=False, plan=result)
+
+
+if __name__ == "__main__":
+    main()
