@@ -3,17 +3,21 @@
 ``tmpfs(size)`` mounts a real tmpfs (root only) and unmounts it at teardown;
 ``store_factory(models=None, name="store")`` writes a store under the test's
 tmp dir (the realistic fleet of ``storegen.FLEET`` when ``models`` is None);
-``fleet`` is that fleet, ready.
+``fleet`` is that fleet, ready; ``cli(*argv)`` runs the command in-process.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ollama_ramdisk.cli import main
 from storegen import (
     LayerSpec,
     MountTmpfs,
@@ -75,3 +79,26 @@ def store_factory(tmp_path: Path) -> StoreFactory:
 def fleet(store_factory: StoreFactory) -> SyntheticStore:
     """The realistic fleet store of storegen.FLEET."""
     return store_factory()
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run main() in-process: ``cli("plan", "--source", dir, ...)`` -> Run."""
+
+    def run(*argv: object) -> Run:
+        code = main([str(arg) for arg in argv])
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run

@@ -311,3 +311,21 @@ def fleet_store(root: Path) -> SyntheticStore:
     for name, layers in FLEET.items():
         built.add(name, layers, config=FLEET_CONFIGS.get(name))
     return built
+
+
+# Manifests a store must refuse: content, and the reason the error gives.
+MALFORMED = {
+    "bad JSON": (b'{"config": {', "not valid JSON"),
+    "missing keys": (b'{"config": {"digest": "sha256:' + b"a" * 64 + b'"}, "layers": []}',
+                     "config lacks mediaType, size"),
+    "path as digest": (
+        json.dumps({"config": {"mediaType": "x", "digest": "sha256:../../x", "size": 1},
+                    "layers": []}).encode(),
+        "'sha256:../../x' is not sha256:<64 hex digits>",
+    ),
+    "sha512 digest": (
+        json.dumps({"config": {"mediaType": "x", "digest": "sha512:" + "a" * 128, "size": 1},
+                    "layers": []}).encode(),
+        "is not sha256:<64 hex digits>",
+    ),
+}  # fmt: skip

@@ -6,47 +6,22 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ollama_ramdisk import __version__
-from ollama_ramdisk.cli import main
 from ollama_ramdisk.config import load_config
 from ollama_ramdisk.errors import InputProblems, InvalidOption
 from ollama_ramdisk.memory import memory_total
 from ollama_ramdisk.sizes import GIB, MIB
-from storegen import MountTmpfs, StoreFactory, SyntheticStore, make_store, sparse
+from storegen import MALFORMED, MountTmpfs, StoreFactory, SyntheticStore, make_store, sparse
 
 PLAN_KEYS = {
     "models", "blob_count", "bytes", "tmpfs_bytes", "headroom", "size_bytes", "size",
     "mem_total", "reserve", "fits",
 }  # fmt: skip
 HF = "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M"
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):
-    """Run main() in-process: ``cli("plan", "--source", dir, ...)`` -> Run."""
-
-    def run(*argv: object) -> Run:
-        code = main([str(arg) for arg in argv])
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
 
 
 def _tree(root: Path) -> list[str]:
@@ -220,23 +195,6 @@ def test_a_rejected_name_exits_2_and_creates_nothing(cli, fleet: SyntheticStore,
     assert "invalid model name" in run.err or "model name is empty" in run.err
     assert repr(name) in run.err or name == ""
     assert _tree(fleet.root) == before
-
-
-MALFORMED = {
-    "bad JSON": (b'{"config": {', "not valid JSON"),
-    "missing keys": (b'{"config": {"digest": "sha256:' + b"a" * 64 + b'"}, "layers": []}',
-                     "config lacks mediaType, size"),
-    "path as digest": (
-        json.dumps({"config": {"mediaType": "x", "digest": "sha256:../../x", "size": 1},
-                    "layers": []}).encode(),
-        "'sha256:../../x' is not sha256:<64 hex digits>",
-    ),
-    "sha512 digest": (
-        json.dumps({"config": {"mediaType": "x", "digest": "sha512:" + "a" * 128, "size": 1},
-                    "layers": []}).encode(),
-        "is not sha256:<64 hex digits>",
-    ),
-}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
