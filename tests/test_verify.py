@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from ollama_ramdisk.fsops import STAGING_NAME
-from storegen import MountTmpfs, SyntheticStore, make_store
+from storegen import MountTmpfs, StoreFactory, SyntheticStore, make_store, weights
 
 HF = "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M"
 HOT = ["llama3.2:3b", "llama3.2:1b", HF]
@@ -112,3 +112,20 @@ def test_linked_blobs_are_checked_through_their_link(
 
     assert run.code == 1
     assert run.json["corrupt"] == [fleet.models[HF].layers[0].relpath]
+
+
+def test_a_repair_on_a_ram_disk_too_full_for_a_second_copy_replaces_the_bad_one(
+    cli, store_factory: StoreFactory, tmpfs: MountTmpfs
+) -> None:
+    built = store_factory({"big:1": [weights(700 * 1024, "big")]})
+    dest = tmpfs("1m") / "models"
+    assert cli("populate", "-q", "--source", built.root, "--dest", dest, "big:1").code == 0
+    layer = built.models["big:1"].layers[0]
+    make_store(dest).corrupt(layer)
+
+    run = cli("verify", "-q", "--json", "--store", dest, "--repair", "--source", built.root)
+
+    assert run.code == 0, run.err
+    assert run.json["repaired"] == [layer.relpath]
+    assert not (dest / layer.relpath).is_symlink()
+    assert (dest / layer.relpath).read_bytes() == layer.content

@@ -245,22 +245,42 @@ class _Check:
         try:
             if check.linked:
                 return self._relink(check, source)
-            copy_blob(
-                self.tree, source, check.relpath, check.blob.size, expected_hex=check.blob.hex
-            )
+            try:
+                copy_blob(
+                    self.tree, source, check.relpath, check.blob.size, expected_hex=check.blob.hex
+                )
+            except CopyFailed as failure:
+                if not failure.no_space:
+                    raise
+                return self._repair_in_place(check, source)
         except CopyFailed as failure:
             self.reporter.warn(f"cannot repair {check.relpath}: the source {failure}")
             return False
         return True
 
+    def _repair_in_place(self, check: _BlobCheck, source: Path) -> bool:
+        """No room for a second copy beside the bad one: once the source is known
+        good, the bad copy goes first; if even then it does not fit, a link to the
+        source serves the blob from disk."""
+        _check_source(source, check.blob.hex)
+        self.tree.unlink(check.relpath)
+        try:
+            copy_blob(
+                self.tree, source, check.relpath, check.blob.size, expected_hex=check.blob.hex
+            )
+        except CopyFailed as failure:
+            if not failure.no_space:
+                raise
+            self.tree.install_symlink(check.relpath, str(source))
+            self.reporter.warn(
+                f"{check.relpath} does not fit in the RAM disk; linked to {source} instead,"
+                " so it is served from disk"
+            )
+        return True
+
     def _relink(self, check: _BlobCheck, source: Path) -> bool:
         """A cold blob stays a link: to the source's blob, once that hashes right."""
-        try:
-            _, digest = hash_file(source)
-        except OSError as error:
-            raise CopyFailed(source, f"cannot be read ({error.strerror})") from None
-        if digest != check.blob.hex.lower():
-            raise CopyFailed(source, f"content hashes to sha256:{digest}")
+        _check_source(source, check.blob.hex)
         self.tree.install_symlink(check.relpath, str(source))
         return True
 
@@ -284,3 +304,13 @@ class _Check:
             f"{line}: {len(result.corrupt)} corrupt, {len(result.missing)} missing,"
             f" {len(result.repaired)} repaired"
         )
+
+
+def _check_source(source: Path, expected_hex: str) -> None:
+    """Raise CopyFailed unless the source blob hashes to its name."""
+    try:
+        _, digest = hash_file(source)
+    except OSError as error:
+        raise CopyFailed(source, f"cannot be read ({error.strerror})") from None
+    if digest != expected_hex.lower():
+        raise CopyFailed(source, f"content hashes to sha256:{digest}")
