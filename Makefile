@@ -1,0 +1,74 @@
+# Entry points for people and CI. Every target that needs a tool first runs
+# scripts/ensure-host.sh, which installs what is missing (Debian packages, the
+# Docker engine, the virtual environment), so `make demo` and `make test` work
+# on a fresh Debian 12 machine.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# Molecule starts ansible-playbook and pytest from PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+export OLLAMA_RAMDISK_TEST_IMAGE ?= ollama-ramdisk-test:bookworm
+export ANSIBLE_FORCE_COLOR ?= $(if $(CI),0,1)
+export PY_COLORS ?= $(if $(CI),0,1)
+
+PLAYBOOKS := $(sort $(wildcard playbooks/*.yml))
+DEMO_INSTANCE := ollama-demo
+
+.PHONY: help ensure-host venv lint unit image molecule test demo demo-clean bench clean distclean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+ensure-host: ## Install what the tests need (packages, Docker engine, .venv)
+	scripts/ensure-host.sh
+
+venv: ## Create .venv with the project and its dev tools
+	scripts/ensure-host.sh venv
+
+lint: venv ## ruff, yamllint, ansible-lint (production profile), playbook syntax, shellcheck
+	shellcheck scripts/*.sh .ci/run
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint
+	for playbook in $(PLAYBOOKS); do $(BIN)/ansible-playbook --syntax-check "$$playbook"; done
+
+unit: venv ## pytest: the core and the modules
+	$(BIN)/pytest
+
+image: ## Build the local test image (skipped when present)
+	scripts/ensure-host.sh docker
+	scripts/build-test-image.sh
+
+molecule: ensure-host image ## Molecule: every scenario on systemd instances
+	$(BIN)/molecule test --all --exclude demo
+
+test: ensure-host lint unit molecule ## Everything CI runs: lint, unit tests, Molecule
+
+demo: ensure-host image ## A demo server with a sample store, provisioned by playbooks/site.yml
+	$(BIN)/molecule converge --scenario-name demo
+	@echo
+	@echo "== ollama-ramdisk status on $(DEMO_INSTANCE) =="
+	docker exec $(DEMO_INSTANCE) /usr/local/sbin/ollama-ramdisk status --store /mnt/ollama/models
+	@echo
+	@echo "Log in with: docker exec -it $(DEMO_INSTANCE) bash    Remove it with: make demo-clean"
+
+demo-clean: venv ## Remove the demo server
+	$(BIN)/molecule destroy --scenario-name demo
+
+bench: venv ## Performance figures (benchmarks/)
+	$(PY) benchmarks/run.py
+
+clean: ## Remove test instances and caches (keeps .venv and the test image)
+	if [[ -x $(BIN)/molecule ]] && docker info >/dev/null 2>&1; then $(BIN)/molecule destroy --all; fi
+	rm -rf .pytest_cache .ruff_cache .hypothesis benchmarks/out
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## Also remove .venv, .cache and the test image
+	if docker info >/dev/null 2>&1; then docker image rm -f $(OLLAMA_RAMDISK_TEST_IMAGE) >/dev/null 2>&1 || true; fi
+	rm -rf $(VENV) .cache

@@ -1,0 +1,81 @@
+"""After a reboot the RAM disk is mounted from /etc/fstab and refilled before Ollama starts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from conftest import (
+    Name,
+    Store,
+    assert_no_stray_blobs,
+    assert_ram_disk_serves,
+    fstab_entries,
+    fstab_size,
+    journal,
+    listed_models,
+    live_mount,
+    names,
+    plan_size,
+    snapshot,
+)
+
+
+@pytest.fixture(scope="module")
+def hot(hostvars: dict[str, Any]) -> list[Name]:
+    return names(hostvars.get("ollama_ramdisk_models", []))
+
+
+@pytest.fixture(scope="module")
+def cold(hostvars: dict[str, Any]) -> list[Name]:
+    return names(hostvars.get("ollama_ramdisk_cold_models", []))
+
+
+def monotonic(host: Any, unit: str, prop: str) -> int:
+    value = host.run("systemctl show --property=%s --value %s", prop, unit).stdout.strip()
+    return int(value or 0)
+
+
+def test_ram_disk_is_mounted_again_with_its_fstab_size(
+    host: Any, hostvars: dict[str, Any], ram_path: str, disk: Store, hot: list[Name]
+) -> None:
+    mount = live_mount(host, ram_path)
+    assert mount is not None, f"{ram_path} is not mounted after the reboot"
+    assert mount["fstype"] == "tmpfs"
+    options = dict(
+        o.split("=", 1) for o in fstab_entries(host, ram_path)[0][3].split(",") if "=" in o
+    )
+    headroom = float(hostvars.get("ollama_ramdisk_headroom", 1.2))
+    assert int(mount["size"]) == fstab_size(options["size"]) == plan_size(disk, hot, headroom)
+
+
+def test_ram_disk_is_refilled_byte_for_byte(
+    host: Any, ram_path: str, disk: Store, hot: list[Name], cold: list[Name]
+) -> None:
+    ram = snapshot(host, f"{ram_path}/models")
+    assert_ram_disk_serves(host, ram, disk, hot, cold)
+    assert_no_stray_blobs(ram)
+
+
+def test_refill_finished_before_the_server_started(
+    host: Any, ram_path: str, hot: list[Name], cold: list[Name]
+) -> None:
+    mount_unit = host.run("systemd-escape --path --suffix=mount %s", ram_path).stdout.strip()
+    mounted = monotonic(host, mount_unit, "ActiveEnterTimestampMonotonic")
+    started = monotonic(host, "ollama.service", "ExecMainStartTimestampMonotonic")
+    assert 0 < mounted < started, (
+        f"{mount_unit} became active at {mounted}, ollama started at {started}"
+    )
+    pre = host.run("systemctl show --property=ExecStartPre ollama.service").stdout
+    assert re.search(r"code=exited ; status=0\b", pre), f"ExecStartPre did not succeed: {pre}"
+    # What the server saw when it started: the whole model set, already in RAM.
+    starts = [line for line in journal(host).splitlines() if "ollama-standin: serving" in line]
+    assert len(starts) == 1, f"expected one start of the server, found {starts}"
+    assert all(name.display in starts[0] for name in hot + cold), starts[0]
+
+
+def test_api_lists_exactly_the_hot_and_cold_models(
+    host: Any, hot: list[Name], cold: list[Name]
+) -> None:
+    assert listed_models(host) == {name.display for name in hot + cold}

@@ -1,0 +1,180 @@
+"""A host provisioned by playbooks/site.yml serves its models from a RAM disk."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from conftest import (
+    CLI,
+    CONFIG,
+    DROPIN,
+    SYSCTL_FILE,
+    Name,
+    Store,
+    api,
+    assert_no_stray_blobs,
+    assert_ram_disk_serves,
+    fstab_entries,
+    fstab_size,
+    journal,
+    listed_models,
+    live_mount,
+    names,
+    plan_size,
+    service_env,
+    snapshot,
+)
+
+DEFAULT_SYSCTL = {"vm.max_map_count": 262144}
+DEFAULT_ENVIRONMENT = {"OLLAMA_KEEP_ALIVE": "30m"}
+
+
+@pytest.fixture(scope="module")
+def hot(hostvars: dict[str, Any]) -> list[Name]:
+    return names(hostvars.get("ollama_ramdisk_models", []))
+
+
+@pytest.fixture(scope="module")
+def cold(hostvars: dict[str, Any]) -> list[Name]:
+    return names(hostvars.get("ollama_ramdisk_cold_models", []))
+
+
+@pytest.fixture(scope="module")
+def ram(host: Any, ram_path: str) -> Store:
+    return snapshot(host, f"{ram_path}/models")
+
+
+@pytest.fixture(scope="module")
+def planned_size(hostvars: dict[str, Any], disk: Store, hot: list[Name]) -> int:
+    forced = str(hostvars.get("ollama_ramdisk_size", "") or "")
+    if forced:
+        return fstab_size(forced)
+    return plan_size(disk, hot, float(hostvars.get("ollama_ramdisk_headroom", 1.2)))
+
+
+def test_fstab_declares_the_ram_disk_with_the_planned_size(
+    host: Any, ram_path: str, planned_size: int
+) -> None:
+    entries = fstab_entries(host, ram_path)
+    assert len(entries) == 1, f"expected one /etc/fstab line for {ram_path}, found {entries}"
+    source, _, fstype, options = entries[0][:4]
+    assert (source, fstype) == ("tmpfs", "tmpfs")
+    opts = dict(o.split("=", 1) if "=" in o else (o, "") for o in options.split(","))
+    ollama = host.user("ollama")
+    assert fstab_size(opts["size"]) == planned_size
+    assert opts["mode"] == "0755"
+    assert opts["uid"] == str(ollama.uid)
+    assert opts["gid"] == str(ollama.gid)
+    assert {"nosuid", "nodev", "noexec"} <= set(opts)
+
+
+def test_ram_disk_is_mounted_as_planned(host: Any, ram_path: str, planned_size: int) -> None:
+    mount = live_mount(host, ram_path)
+    assert mount is not None, f"nothing is mounted at {ram_path}"
+    assert mount["fstype"] == "tmpfs"
+    assert int(mount["size"]) == planned_size
+    options = set(mount["options"].split(","))
+    ollama = host.user("ollama")
+    assert {
+        "nosuid",
+        "nodev",
+        "noexec",
+        "mode=755",
+        f"uid={ollama.uid}",
+        f"gid={ollama.gid}",
+    } <= options
+
+
+def test_sysctl_values_are_written_and_live(host: Any, hostvars: dict[str, Any]) -> None:
+    wanted = {**DEFAULT_SYSCTL, **hostvars.get("ollama_sysctl_settings", {})}
+    content = host.file(SYSCTL_FILE).content_string
+    for key, value in wanted.items():
+        if value is None:
+            continue
+        assert re.search(rf"^\s*{re.escape(key)}\s*=\s*{value}\s*$", content, re.M), (
+            f"{key} not in {SYSCTL_FILE}"
+        )
+        live = host.file(f"/proc/sys/{key.replace('.', '/')}").content_string.split()
+        assert live == str(value).split(), f"{key} is {live} in the running kernel, not {value}"
+
+
+def test_dropin_points_ollama_at_the_ram_disk(host: Any, ram_path: str) -> None:
+    dropin = host.file(DROPIN)
+    assert dropin.is_file
+    assert dropin.user == "root"
+    content = dropin.content_string
+    assert re.search(rf"^RequiresMountsFor=.*(?<![^\s=]){re.escape(ram_path)}(?!\S)", content, re.M)
+    assert re.search(
+        rf"^ExecStartPre=.*{re.escape(CLI)} populate --config {re.escape(CONFIG)}\s*$",
+        content,
+        re.M,
+    )
+    assert re.search(
+        rf'^Environment="?OLLAMA_MODELS={re.escape(ram_path)}/models"?\s*$', content, re.M
+    )
+
+
+def test_systemd_reads_the_dropin(host: Any, ram_path: str) -> None:
+    show = host.run(
+        "systemctl show ollama.service --property=RequiresMountsFor,DropInPaths,NeedDaemonReload"
+    )
+    assert show.rc == 0, show.stderr
+    props = dict(line.split("=", 1) for line in show.stdout.splitlines())
+    assert DROPIN in props["DropInPaths"].split()
+    assert ram_path in props["RequiresMountsFor"].split()
+    assert props["NeedDaemonReload"] == "no"
+
+
+def test_service_runs_on_the_ram_disk_with_its_residency_settings(
+    host: Any, hostvars: dict[str, Any], ram_path: str
+) -> None:
+    assert host.service("ollama.service").is_running
+    assert host.service("ollama.service").is_enabled
+    env = service_env(host)
+    assert env["OLLAMA_MODELS"] == f"{ram_path}/models"
+    wanted = {**DEFAULT_ENVIRONMENT, **hostvars.get("ollama_service_environment", {})}
+    for key, value in wanted.items():
+        if value is None:
+            continue
+        expected = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        assert env.get(key) == expected, (
+            f"{key}={env.get(key)!r} in the running service, not {expected!r}"
+        )
+
+
+def test_ram_disk_holds_every_hot_blob_byte_for_byte(
+    host: Any, ram: Store, disk: Store, hot: list[Name], cold: list[Name]
+) -> None:
+    assert_ram_disk_serves(host, ram, disk, hot, cold)
+
+
+def test_ram_disk_holds_nothing_ollama_would_prune(
+    ram: Store, hot: list[Name], cold: list[Name]
+) -> None:
+    assert_no_stray_blobs(ram)
+    expected = {name.manifest for name in hot + cold}
+    assert set(ram.manifests) == expected, "manifests in the RAM disk differ from the model set"
+
+
+def test_api_lists_exactly_the_hot_and_cold_models(
+    host: Any, hot: list[Name], cold: list[Name]
+) -> None:
+    assert listed_models(host) == {name.display for name in hot + cold}
+
+
+def test_preloaded_models_are_loaded(host: Any, hostvars: dict[str, Any]) -> None:
+    preload = names(hostvars.get("ollama_service_preload", []))
+    if not preload:
+        pytest.skip("no ollama_service_preload on this host")
+    loaded = {model["name"] for model in api(host, "/api/ps")["models"]}
+    assert {name.display for name in preload} <= loaded
+
+
+def test_stand_in_saw_a_full_ram_disk_when_it_started(
+    host: Any, hot: list[Name], cold: list[Name]
+) -> None:
+    starts = [line for line in journal(host).splitlines() if "ollama-standin: serving" in line]
+    assert starts, "the Ollama server did not log its start in this boot"
+    assert all(name.display in starts[-1] for name in hot + cold), starts[-1]
