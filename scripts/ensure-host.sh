@@ -26,6 +26,7 @@ PACKAGES=(
     python3-venv
     rsync
     shellcheck
+    strace
 )
 
 log() { printf 'ensure-host: %s\n' "$*" >&2; }

@@ -26,6 +26,7 @@ import os
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -53,8 +54,9 @@ class Layer:
     def size(self) -> int:
         return len(self.content) if self.sparse_size is None else self.sparse_size
 
-    @property
+    @cached_property
     def hex(self) -> str:
+        # Cached: a large layer would otherwise be hashed again on every use.
         if self.sparse_size is None:
             return hashlib.sha256(self.content).hexdigest()
         # Hashing gigabytes of zeros would make sizing tests slow; the name only

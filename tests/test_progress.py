@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from ollama_ramdisk.populate import PopulateOptions, populate
 from ollama_ramdisk.progress import (
     LineReporter,
     LiveReporter,
@@ -19,7 +22,9 @@ from ollama_ramdisk.progress import (
     rate_text,
     summary_line,
 )
-from storegen import MountTmpfs, StoreFactory, weights
+from ollama_ramdisk.store import Store
+from ollama_ramdisk.verify import verify_store
+from storegen import MountTmpfs, StoreFactory, SyntheticStore, make_store, weights
 
 MIB = 1024 * 1024
 
@@ -158,8 +163,8 @@ def test_on_a_terminal_the_command_draws_a_live_line(populate_argv: list[str]) -
 
     assert process.wait(timeout=30) == 0
     assert "\r\x1b[K" in text
-    assert "4.0 MiB / 4.0 MiB  100%" in text
-    assert "ETA" in text
+    # Bytes done of total, percent, rate and ETA on the redrawn line.
+    assert re.search(r"\r\x1b\[K4\.0 MiB / 4\.0 MiB  100%  [\d.]+ MiB/s  ETA 0:00", text)
     assert "copied 3 blobs" in text
 
 
@@ -174,3 +179,56 @@ def test_elsewhere_the_command_writes_a_line_per_blob_and_the_throughput(
     assert any(line.startswith("installed manifests/") for line in lines)
     assert lines[-1].startswith("copied 3 blobs, 4.0 MiB in ")
     assert "MiB/s)" in lines[-1]
+
+
+# ------------------------------------------------------------ counts of real runs
+
+
+def _file_counts(drawn: str) -> list[tuple[int, int]]:
+    """Every ``[done/total files]`` the live line showed."""
+    return [(int(done), int(total)) for done, total in re.findall(r"\[(\d+)/(\d+) files\]", drawn)]
+
+
+@pytest.fixture
+def ramdisk(store_factory: StoreFactory, tmpfs: MountTmpfs) -> tuple[SyntheticStore, Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting tmpfs needs root")
+    built = store_factory({"a:1": [weights(MIB, "a"), b"license"], "b:2": [b"license", 5000]})
+    return built, tmpfs("16m") / "models"
+
+
+def test_the_live_line_of_a_populate_never_counts_more_files_than_it_announced(
+    ramdisk: tuple[SyntheticStore, Path],
+) -> None:
+    built, dest = ramdisk
+    stream = io.StringIO()
+
+    populate(
+        PopulateOptions(source=built.root, dest=dest, models=["a:1", "b:2"]),
+        LiveReporter(stream, interval=0),  # every update drawn
+    )
+
+    counts = _file_counts(stream.getvalue())
+    # Two configs, two weights, the license they share, and two manifests.
+    assert counts[-1] == (7, 7)
+    assert all(done <= total for done, total in counts)
+
+
+def test_the_live_line_of_a_verify_repair_never_counts_more_files_than_it_announced(
+    ramdisk: tuple[SyntheticStore, Path],
+) -> None:
+    built, dest = ramdisk
+    populate(PopulateOptions(source=built.root, dest=dest, models=["a:1", "b:2"]))
+    make_store(dest).corrupt(built.models["a:1"].layers[0])
+    stream = io.StringIO()
+
+    result = verify_store(
+        Store(dest), repair_source=Store(built.root), reporter=LiveReporter(stream, interval=0)
+    )
+
+    assert result.repaired == [built.models["a:1"].layers[0].relpath]
+    counts = _file_counts(stream.getvalue())
+    assert counts
+    assert all(done <= total for done, total in counts)
+    # The repair is drawn as a phase of its own, with the bytes it copies.
+    assert "1.0 MiB / 1.0 MiB  100%" in stream.getvalue()

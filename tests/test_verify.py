@@ -129,3 +129,23 @@ def test_a_repair_on_a_ram_disk_too_full_for_a_second_copy_replaces_the_bad_one(
     assert run.json["repaired"] == [layer.relpath]
     assert not (dest / layer.relpath).is_symlink()
     assert (dest / layer.relpath).read_bytes() == layer.content
+
+
+def test_a_repair_replaces_a_planted_link_and_never_writes_through_it(
+    cli, fleet: SyntheticStore, ram: Path, tmp_path: Path
+) -> None:
+    layer = fleet.models["llama3.2:1b"].layers[0]
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"x" * layer.size)  # the right size: only the hash tells
+    (ram / layer.relpath).unlink()
+    (ram / layer.relpath).symlink_to(victim)
+
+    found = cli("verify", "-q", "--json", "--store", ram, "llama3.2:1b")
+    repaired = cli("verify", "-q", "--json", "--store", ram, "--repair", "--source", fleet.root)
+
+    assert found.code == 1
+    assert found.json["corrupt"] == [layer.relpath]
+    assert repaired.code == 0, repaired.err
+    assert repaired.json["repaired"] == [layer.relpath]
+    assert victim.read_bytes() == b"x" * layer.size
+    assert (ram / layer.relpath).read_bytes() == fleet.blob_path(layer).read_bytes()

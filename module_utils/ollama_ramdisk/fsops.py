@@ -21,6 +21,7 @@ import os
 import pwd
 import secrets
 import stat
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,10 @@ class DestTree:
         self.root = Path(root)
         self.owner = owner
         self._fds: dict[str, int] = {}
+        # Copy workers look directories up at once: without this, two of them
+        # open the same one and the descriptor not cached leaks, keeping even a
+        # removed directory (and so the RAM disk's mount) busy.
+        self._fds_lock = threading.RLock()
 
     def __enter__(self) -> DestTree:
         return self
@@ -190,22 +195,23 @@ class DestTree:
         None when it (or a parent) does not exist and ``create`` is false;
         OperationFailed when a component is a symlink or not a directory.
         """
-        if relpath in self._fds:
-            return self._fds[relpath]
-        if not self.exists:
-            if not create:
+        with self._fds_lock:
+            if relpath in self._fds:
+                return self._fds[relpath]
+            if not self.exists:
+                if not create:
+                    return None
+                self.create_root()
+                if not relpath:
+                    return self.root_fd
+            parent_rel, _, name = relpath.rpartition("/")
+            parent = self.dir_fd(parent_rel, create)
+            if parent is None:
                 return None
-            self.create_root()
-            if not relpath:
-                return self.root_fd
-        parent_rel, _, name = relpath.rpartition("/")
-        parent = self.dir_fd(parent_rel, create)
-        if parent is None:
-            return None
-        fd = self._open_child(parent, relpath, name, create)
-        if fd is not None:
-            self._fds[relpath] = fd
-        return fd
+            fd = self._open_child(parent, relpath, name, create)
+            if fd is not None:
+                self._fds[relpath] = fd
+            return fd
 
     def _open_child(self, parent: int, relpath: str, name: str, create: bool) -> int | None:
         try:

@@ -27,6 +27,9 @@ Decisions recorded here, beyond the contract:
 - A kept entry (blob, link, manifest, directory) whose owner differs from
   ``owner`` is chowned: metadata only, nothing is read.
 - ``ram_only`` is reported on every run, pruning or not.
+- A blob an earlier fallback already linked is listed under ``fallback``
+  again but not rewritten: only a link written makes the run ``changed``, so
+  that a RAM disk too small for its set is still idempotent.
 """
 
 from __future__ import annotations
@@ -99,19 +102,12 @@ class PopulateResult:
     skipped: int = 0
     bytes_copied: int = 0
     seconds: float = 0.0
-    # Changes no list shows: directories created, owners corrected.
+    # Changes no list shows: directories created, owners corrected, fallback links written.
     touched: bool = False
 
     @property
     def changed(self) -> bool:
-        return bool(
-            self.copied
-            or self.linked
-            or self.fallback
-            or self.pruned
-            or self.manifests
-            or self.touched
-        )
+        return bool(self.copied or self.linked or self.pruned or self.manifests or self.touched)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -457,7 +453,11 @@ class _Run:
         result.models_removed = [name.qualified for name in survey.removed_models]
         result.ram_only = [name.qualified for name in survey.ram_only]
         # A real run would at least create DEST.
-        result.touched = bool(survey.chown) or not self.tree.exists
+        result.touched = (
+            bool(survey.chown)
+            or not self.tree.exists
+            or not all(self._link_in_place(job) for job in fallback)
+        )
         for job in fallback:
             self.reporter.warn(self._fallback_warning(job, "would not fit"))
 
@@ -479,9 +479,14 @@ class _Run:
             reporter.warn(self._fallback_warning(job, "does not fit in the RAM disk"))
         if survey.copies or survey.links or fallback:
             tree.dir_fd("blobs", create=True)
+        # Every file reported from here on: blobs, then manifests and late prunes.
         reporter.start(
             sum(job.blob.size for job in survey.copies),
-            len(survey.copies) + len(survey.links) + len(fallback),
+            len(survey.copies)
+            + len(survey.links)
+            + len(fallback)
+            + len(survey.manifests)
+            + len(survey.late_prune),
         )
         failures = self._copy_all(survey.copies)
         if self.options.fallback_link:
@@ -560,9 +565,20 @@ class _Run:
 
     def _link_all(self, jobs: list[BlobJob], action: str, into: list[str]) -> None:
         for job in jobs:
-            self.tree.install_symlink(job.relpath, str(job.source))
+            if not self._link_in_place(job):  # else linked by an earlier fallback
+                self.tree.install_symlink(job.relpath, str(job.source))
+                self.result.touched = True
             into.append(job.relpath)
             self.reporter.file_done(job.relpath, 0, action)
+
+    def _link_in_place(self, job: BlobJob) -> bool:
+        status = self.tree.lstat(job.relpath)
+        return (
+            status is not None
+            and stat.S_ISLNK(status.st_mode)
+            and self.tree.readlink(job.relpath) == str(job.source)
+            and (self.owner is None or not self.owner.differs(status))
+        )
 
     def _install_manifests(self, survey: Survey, failed: set[str]) -> set[str]:
         """Install each manifest whose blobs are all in place; the blob names that

@@ -230,6 +230,13 @@ class _Check:
         """Copy (or link) each bad blob again from the source; the names still bad."""
         if problems:
             self.tree.dir_fd("blobs", create=True)
+        if problems or self.restore:
+            # The repairs are a phase of their own: counted from zero, so that the
+            # progress line never shows more files done than it announced.
+            copies = [check for check in problems if not check.linked]
+            self.reporter.start(
+                sum(check.blob.size for check in copies), len(problems) + len(self.restore)
+            )
         unrepaired: set[str] = set()
         for check in problems:
             if self._repair(check):
@@ -247,7 +254,12 @@ class _Check:
                 return self._relink(check, source)
             try:
                 copy_blob(
-                    self.tree, source, check.relpath, check.blob.size, expected_hex=check.blob.hex
+                    self.tree,
+                    source,
+                    check.relpath,
+                    check.blob.size,
+                    expected_hex=check.blob.hex,
+                    progress=self.reporter.advance,
                 )
             except CopyFailed as failure:
                 if not failure.no_space:
