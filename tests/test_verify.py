@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from ollama_ramdisk.fsops import STAGING_NAME
-from storegen import MountTmpfs, StoreFactory, SyntheticStore, make_store, weights
+from storegen import MountTmpfs, StoreFactory, SyntheticStore, make_store, text, weights
 
 HF = "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M"
 HOT = ["llama3.2:3b", "llama3.2:1b", HF]
@@ -149,3 +149,25 @@ def test_a_repair_replaces_a_planted_link_and_never_writes_through_it(
     assert repaired.json["repaired"] == [layer.relpath]
     assert victim.read_bytes() == b"x" * layer.size
     assert (ram / layer.relpath).read_bytes() == fleet.blob_path(layer).read_bytes()
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo"])
+def test_an_empty_blob_linked_to_something_not_a_file_is_corrupt_and_never_hangs(
+    cli, store_factory: StoreFactory, tmpfs: MountTmpfs, tmp_path: Path, target: str
+) -> None:
+    # An empty blob has the size /dev/zero and a FIFO report: only its type gives it away.
+    empty = text(b"")
+    built = store_factory({"m:1": [weights(1000, "m"), empty]})
+    dest = tmpfs("8m") / "models"
+    assert cli("populate", "-q", "--source", built.root, "--dest", dest, "m:1").code == 0
+    if target == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+        target = str(tmp_path / "fifo")
+    (dest / empty.relpath).unlink()
+    (dest / empty.relpath).symlink_to(target)
+
+    run = cli("verify", "-q", "--json", "--store", dest)
+
+    assert run.code == 1
+    assert run.json["corrupt"] == [empty.relpath]
+    assert "not a regular file" in run.err

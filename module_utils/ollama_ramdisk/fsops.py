@@ -574,13 +574,20 @@ def copy_hashing(src: int, dst: int, progress: Progress = _no_progress) -> tuple
 
 
 def hash_file(path: Path, progress: Progress = _no_progress) -> tuple[int, str]:
-    """(bytes, sha256 hex) of a file, symlinks followed."""
+    """(bytes, sha256 hex) of a regular file, symlinks followed.
+
+    Anything else (a FIFO, /dev/zero behind a planted link) is an OSError:
+    opened without blocking and refused before the first read, so it can
+    neither hang nor run forever.
+    """
     digest = hashlib.sha256()
     buffer = bytearray(HASH_CHUNK)
     view = memoryview(buffer)
     total = 0
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         while True:
             count = os.readv(fd, [buffer])
             if count == 0:
