@@ -121,3 +121,20 @@ def test_this_hosts_memory_is_read_from_proc() -> None:
 )
 def test_reserve_is_the_larger_of_4g_and_a_tenth(total: int, reserve: int) -> None:
     assert default_reserve(total) == reserve
+
+
+def test_a_parent_cgroup_v2_limit_binds_a_child_without_one(host: FakeHost) -> None:
+    host.cgroup("0::/system.slice/ollama.service\n")
+    host.limit("system.slice/ollama.service/memory.max", "max")
+    host.limit("system.slice/memory.max", str(5 * GIB))
+
+    assert host.total() == 5 * GIB
+
+
+def test_the_lowest_limit_on_the_way_to_the_root_wins_in_cgroup_v1(host: FakeHost) -> None:
+    host.cgroup("11:memory:/docker/abc/system.slice/ollama.service\n")
+    host.limit("memory/docker/abc/system.slice/ollama.service/memory.limit_in_bytes", str(1 << 62))
+    host.limit("memory/docker/abc/system.slice/memory.limit_in_bytes", str(7 * GIB))
+    host.limit("memory/docker/abc/memory.limit_in_bytes", str(2 * GIB))
+
+    assert host.total() == 2 * GIB

@@ -17,33 +17,40 @@ def _meminfo_total(meminfo: Path) -> int:
     raise OSError(f"{meminfo}: no MemTotal line")
 
 
-def _cgroup_limit(proc_cgroup: Path, cgroup_root: Path) -> int | None:
-    """The memory limit of this process's cgroup (v2, else v1), if any."""
+def _limit_files(proc_cgroup: Path, cgroup_root: Path) -> list[Path]:
+    """The memory limit file of this process's cgroup and of each parent (v2, v1)."""
     try:
         lines = proc_cgroup.read_text().splitlines()
     except OSError:
-        return None
-    candidates: list[Path] = []
+        return []
+    files: list[Path] = []
     for line in lines:
         hierarchy, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
-        relative = path.lstrip("/")
         if hierarchy == "0" and controllers == "":
-            candidates.append(cgroup_root / relative / "memory.max")
-            candidates.append(cgroup_root / "memory.max")
+            base, name = cgroup_root, "memory.max"
         elif "memory" in controllers.split(","):
-            candidates.append(cgroup_root / "memory" / relative / "memory.limit_in_bytes")
-            candidates.append(cgroup_root / "memory" / "memory.limit_in_bytes")
-    for candidate in candidates:
+            base, name = cgroup_root / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        parts = [part for part in path.split("/") if part]
+        # A parent's limit binds its children too: e.g. ollama.service under a
+        # limited system.slice, or anything inside a limited container.
+        files += [base.joinpath(*parts[:depth], name) for depth in range(len(parts), -1, -1)]
+    return files
+
+
+def _cgroup_limit(proc_cgroup: Path, cgroup_root: Path) -> int | None:
+    """The lowest memory limit on the way from this process's cgroup to the root."""
+    limits = []
+    for candidate in _limit_files(proc_cgroup, cgroup_root):
         try:
             text = candidate.read_text().strip()
         except OSError:
             continue
         if text.isdigit() and int(text) < _UNLIMITED_THRESHOLD:
-            return int(text)
-        if text == "max" or text.isdigit():
-            return None
-    return None
+            limits.append(int(text))
+    return min(limits, default=None)
 
 
 def memory_total(
