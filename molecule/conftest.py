@@ -284,6 +284,22 @@ def disk(host: Any) -> Store:
 
 
 @pytest.fixture(scope="module")
+def ram(host: Any, ram_path: str) -> Store:
+    return snapshot(host, f"{ram_path}/models")
+
+
+# The model set site.yml applied; the steps after refresh-models.yml override these.
+@pytest.fixture(scope="module")
+def hot(hostvars: dict[str, Any]) -> list[Name]:
+    return names(hostvars.get("ollama_ramdisk_models", []))
+
+
+@pytest.fixture(scope="module")
+def cold(hostvars: dict[str, Any]) -> list[Name]:
+    return names(hostvars.get("ollama_ramdisk_cold_models", []))
+
+
+@pytest.fixture(scope="module")
 def fixture_record(host: Any) -> dict[str, Any]:
     """What prepare wrote to the disk store: model -> manifest hash and blobs."""
     record: dict[str, Any] = json.loads(host.file(f"{FIXTURE_STATE}/store.json").content_string)

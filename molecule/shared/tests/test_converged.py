@@ -24,26 +24,10 @@ from conftest import (
     names,
     plan_size,
     service_env,
-    snapshot,
 )
 
 DEFAULT_SYSCTL = {"vm.max_map_count": 262144}
 DEFAULT_ENVIRONMENT = {"OLLAMA_KEEP_ALIVE": "30m"}
-
-
-@pytest.fixture(scope="module")
-def hot(hostvars: dict[str, Any]) -> list[Name]:
-    return names(hostvars.get("ollama_ramdisk_models", []))
-
-
-@pytest.fixture(scope="module")
-def cold(hostvars: dict[str, Any]) -> list[Name]:
-    return names(hostvars.get("ollama_ramdisk_cold_models", []))
-
-
-@pytest.fixture(scope="module")
-def ram(host: Any, ram_path: str) -> Store:
-    return snapshot(host, f"{ram_path}/models")
 
 
 @pytest.fixture(scope="module")

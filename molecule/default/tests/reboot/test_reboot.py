@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
 from conftest import (
     Name,
     Store,
@@ -16,20 +15,9 @@ from conftest import (
     journal,
     listed_models,
     live_mount,
-    names,
     plan_size,
     snapshot,
 )
-
-
-@pytest.fixture(scope="module")
-def hot(hostvars: dict[str, Any]) -> list[Name]:
-    return names(hostvars.get("ollama_ramdisk_models", []))
-
-
-@pytest.fixture(scope="module")
-def cold(hostvars: dict[str, Any]) -> list[Name]:
-    return names(hostvars.get("ollama_ramdisk_cold_models", []))
 
 
 def monotonic(host: Any, unit: str, prop: str) -> int:

@@ -19,7 +19,6 @@ from conftest import (
     live_mount,
     names,
     plan_size,
-    snapshot,
 )
 
 PULLED = Name.parse("tinyllama:latest")
@@ -41,11 +40,6 @@ def before(host: Any) -> dict[str, Any]:
         host.file(f"{FIXTURE_STATE}/before-refresh.json").content_string
     )
     return state
-
-
-@pytest.fixture(scope="module")
-def ram(host: Any, ram_path: str) -> Store:
-    return snapshot(host, f"{ram_path}/models")
 
 
 def test_ollama_was_not_restarted(host: Any, before: dict[str, Any]) -> None:

@@ -14,7 +14,6 @@ from conftest import (
     listed_models,
     live_mount,
     names,
-    snapshot,
 )
 
 
@@ -26,11 +25,6 @@ def hot(hostvars: dict[str, Any]) -> list[Name]:
 @pytest.fixture(scope="module")
 def cold(hostvars: dict[str, Any]) -> list[Name]:
     return names(hostvars["fixture_refresh_cold_models"])
-
-
-@pytest.fixture(scope="module")
-def ram(host: Any, ram_path: str) -> Store:
-    return snapshot(host, f"{ram_path}/models")
 
 
 @pytest.fixture(scope="module")
