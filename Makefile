@@ -18,6 +18,8 @@ export PY_COLORS ?= $(if $(CI),0,1)
 
 PLAYBOOKS := $(sort $(wildcard playbooks/*.yml))
 DEMO_INSTANCE := ollama-demo
+# Options of benchmarks/run.py, e.g. BENCH_ARGS="--quick" or "--repeat 9 --only 1,4".
+BENCH_ARGS ?=
 
 .PHONY: help ensure-host venv lint unit image molecule test demo demo-clean bench clean distclean
 
@@ -61,8 +63,8 @@ demo: ensure-host image ## A demo server with a sample store, provisioned by pla
 demo-clean: venv ## Remove the demo server
 	$(BIN)/molecule destroy --scenario-name demo
 
-bench: venv ## Performance figures (benchmarks/)
-	$(PY) benchmarks/run.py
+bench: venv ## Performance figures, as root (benchmarks/RESULTS.md); BENCH_ARGS="--quick" for a smoke run
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean: ## Remove test instances and caches (keeps .venv and the test image)
 	if [[ -x $(BIN)/molecule ]] && docker info >/dev/null 2>&1; then $(BIN)/molecule destroy --all; fi

@@ -16,19 +16,21 @@ import contextlib
 import errno
 import fcntl
 import grp
-import hashlib
 import os
 import pwd
-import secrets
 import stat
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import InvalidOption, LockTimeout, OperationFailed
 from .sizes import MIB
+from .store import read_limited
+
+if TYPE_CHECKING:
+    import hashlib
 
 LOCK_NAME = ".ollama-ramdisk.lock"
 STAGING_NAME = ".ollama-ramdisk-tmp"
@@ -280,7 +282,7 @@ class DestTree:
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 return None
-            return handle.read(limit + 1)
+            return read_limited(handle, limit)
 
     def chown(self, relpath: str) -> None:
         """Give an existing entry to the owner: a directory we hold open through its
@@ -404,7 +406,7 @@ class DestTree:
 
 def temp_name(final_name: str) -> str:
     """Unique per writer, so concurrent workers never share a temporary file."""
-    return f"{final_name}.{secrets.token_hex(6)}.tmp"
+    return f"{final_name}.{os.urandom(6).hex()}.tmp"
 
 
 def _discard(name: str, dir_fd: int) -> None:
@@ -556,9 +558,17 @@ def _read_write(src: int, dst: int, offset: int, count: int) -> int:
     return len(data)
 
 
+def _sha256() -> hashlib._Hash:
+    """A new sha256. hashlib loads OpenSSL: imported at the first hash, so that a
+    populate with nothing to copy (or without --verify) starts without it."""
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.sha256()
+
+
 def copy_hashing(src: int, dst: int, progress: Progress = _no_progress) -> tuple[int, str]:
     """Copy reading each byte once, hashing it on the way; (bytes, hex digest)."""
-    digest = hashlib.sha256()
+    digest = _sha256()
     buffer = bytearray(HASH_CHUNK)
     view = memoryview(buffer)
     copied = 0
@@ -580,7 +590,7 @@ def hash_file(path: Path, progress: Progress = _no_progress) -> tuple[int, str]:
     opened without blocking and refused before the first read, so it can
     neither hang nor run forever.
     """
-    digest = hashlib.sha256()
+    digest = _sha256()
     buffer = bytearray(HASH_CHUNK)
     view = memoryview(buffer)
     total = 0

@@ -51,16 +51,15 @@ def _distinct_blobs(manifests: Sequence[Manifest]) -> dict[str, Blob]:
 
 
 def _unique_names(references: Sequence[object], problems: list[InvalidInput]) -> list[ModelName]:
-    names: list[ModelName] = []
+    names: dict[ModelName, None] = {}
     for reference in references:
         try:
             name = parse_name(reference)
         except InvalidInput as error:
             problems.append(error)
             continue
-        if name not in names:
-            names.append(name)
-    return names
+        names.setdefault(name)
+    return list(names)
 
 
 def resolve_model_set(

@@ -40,7 +40,6 @@ import stat
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -556,6 +555,11 @@ class _Run:
                 self.result.copied.append(job.relpath)
                 self.result.bytes_copied += job.blob.size
             self.reporter.file_done(job.relpath, job.blob.size, "copied")
+
+        # Imported only when there is something to copy, so that a run with
+        # everything in place (every ExecStartPre but the first after a boot)
+        # does not pay for it.
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
         ordered = sorted(jobs, key=lambda job: job.blob.size, reverse=True)
         with ThreadPoolExecutor(max_workers=min(self.jobs, len(ordered))) as pool:

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import InvalidName, InvalidOption, MalformedManifest, ModelNotFound
 from .names import ModelName, parse_name
@@ -157,10 +157,13 @@ class Store:
 
     def check_blobs(self, manifest: Manifest) -> None:
         """Each blob exists and has the size its manifest states (symlinks followed)."""
+        # Plain strings, not Path objects: this runs for every blob of every
+        # model, even when a populate has nothing to copy.
+        blobs_dir = os.fspath(self.blobs_dir)
         for blob in manifest.blobs:
-            path = self.blob_path(blob)
+            path = os.path.join(blobs_dir, blob.filename)
             try:
-                actual = path.stat().st_size
+                actual = os.stat(path).st_size
             except FileNotFoundError:
                 raise MalformedManifest(
                     f"{path}: blob of {manifest.name.short} is missing from {self.root}"
@@ -202,9 +205,21 @@ class Store:
                 yield Path(entry.path)
 
 
+def read_limited(handle: BinaryIO, limit: int) -> bytes:
+    """The rest of an open file, but at most ``limit + 1`` bytes (one more than
+    allowed tells a file too large). The buffer is sized to the file, not to the
+    limit: a 4 MiB buffer per manifest cost a populate with nothing to do about
+    10 ms per 100 manifests."""
+    wanted = min(os.fstat(handle.fileno()).st_size, limit) + 1
+    data = handle.read(wanted)
+    if len(data) == wanted:  # larger than the limit, or grown since the fstat
+        data += handle.read(limit + 1 - wanted)
+    return data
+
+
 def _read_small_file(path: Path) -> bytes:
     with open(path, "rb") as handle:
-        raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        raw = read_limited(handle, MAX_MANIFEST_BYTES)
     if len(raw) > MAX_MANIFEST_BYTES:
         raise OSError(errno.EFBIG, "too large", str(path))
     return raw
