@@ -14,7 +14,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUITE=${SUITE:-bookworm}
-IMAGE=${TEST_IMAGE:-ollama-ramdisk-test:$SUITE}
+# The same variable names the image for Molecule (molecule/*/molecule.yml).
+IMAGE=${OLLAMA_RAMDISK_TEST_IMAGE:-ollama-ramdisk-test:$SUITE}
 CACHE=${CACHE_DIR:-$ROOT/.cache}/test-image
 INCLUDE=systemd,systemd-sysv,dbus,python3,iproute2,procps,sudo,mount,util-linux,ca-certificates,curl
 # Units that have nothing to do in a container only slow the boot down.
