@@ -288,15 +288,22 @@ def ram(host: Any, ram_path: str) -> Store:
     return snapshot(host, f"{ram_path}/models")
 
 
-# The model set site.yml applied; the steps after refresh-models.yml override these.
-@pytest.fixture(scope="module")
-def hot(hostvars: dict[str, Any]) -> list[Name]:
-    return names(hostvars.get("ollama_ramdisk_models", []))
+def _model_set(request: pytest.FixtureRequest, hostvars: dict[str, Any], kind: str) -> list[Name]:
+    """The set site.yml applied, or under tests/refreshed/ (the steps after
+    refresh-models.yml) the refreshed one."""
+    if "refreshed" in request.path.parts:
+        return names(hostvars[f"fixture_refresh_{kind}"])
+    return names(hostvars.get(f"ollama_ramdisk_{kind}", []))
 
 
 @pytest.fixture(scope="module")
-def cold(hostvars: dict[str, Any]) -> list[Name]:
-    return names(hostvars.get("ollama_ramdisk_cold_models", []))
+def hot(request: pytest.FixtureRequest, hostvars: dict[str, Any]) -> list[Name]:
+    return _model_set(request, hostvars, "models")
+
+
+@pytest.fixture(scope="module")
+def cold(request: pytest.FixtureRequest, hostvars: dict[str, Any]) -> list[Name]:
+    return _model_set(request, hostvars, "cold_models")
 
 
 @pytest.fixture(scope="module")

@@ -25,16 +25,6 @@ PULLED = Name.parse("tinyllama:latest")
 
 
 @pytest.fixture(scope="module")
-def hot(hostvars: dict[str, Any]) -> list[Name]:
-    return names(hostvars["fixture_refresh_models"])
-
-
-@pytest.fixture(scope="module")
-def cold(hostvars: dict[str, Any]) -> list[Name]:
-    return names(hostvars["fixture_refresh_cold_models"])
-
-
-@pytest.fixture(scope="module")
 def before(host: Any) -> dict[str, Any]:
     state: dict[str, Any] = json.loads(
         host.file(f"{FIXTURE_STATE}/before-refresh.json").content_string

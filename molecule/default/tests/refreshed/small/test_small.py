@@ -13,18 +13,7 @@ from conftest import (
     journal,
     listed_models,
     live_mount,
-    names,
 )
-
-
-@pytest.fixture(scope="module")
-def hot(hostvars: dict[str, Any]) -> list[Name]:
-    return names(hostvars["fixture_refresh_models"])
-
-
-@pytest.fixture(scope="module")
-def cold(hostvars: dict[str, Any]) -> list[Name]:
-    return names(hostvars["fixture_refresh_cold_models"])
 
 
 @pytest.fixture(scope="module")
