@@ -28,6 +28,17 @@ from storegen import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _traversable_tmp_path(tmp_path: Path) -> None:
+    """pytest makes its temporary directories 0700; a root run that works as a
+    store's owner (identity.py) must be able to reach the stores under them, as
+    it reaches /mnt/ollama and /usr/share/ollama on a host."""
+    for directory in [tmp_path, *tmp_path.parents]:
+        if directory == Path(tmp_path.anchor) or directory.stat().st_uid != os.geteuid():
+            break
+        directory.chmod(0o755)
+
+
 def _unmount(path: Path) -> None:
     # A lazy unmount as a last resort, so that no test leaves a mount behind.
     if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode:

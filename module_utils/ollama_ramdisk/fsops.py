@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .errors import InvalidOption, LockTimeout, OperationFailed
+from .identity import make_owned_directory
+from .safeio import NotRegular, check_stop, open_regular
 from .sizes import MIB
 from .store import read_limited
 
@@ -134,9 +136,10 @@ class DestTree:
     """A destination store root and the directories below it, opened without
     following symlinks. Directory descriptors are cached and closed by close()."""
 
-    def __init__(self, root: Path, owner: Owner | None = None) -> None:
+    def __init__(self, root: Path, owner: Owner | None = None, option: str = "dest") -> None:
         self.root = Path(root)
         self.owner = owner
+        self.option = option
         self._fds: dict[str, int] = {}
         # Copy workers look directories up at once: without this, two of them
         # open the same one and the descriptor not cached leaks, keeping even a
@@ -154,7 +157,8 @@ class DestTree:
             os.close(fd)
         self._fds.clear()
 
-    # -- the root itself: a path the operator chose, so symlinks to it are followed
+    # -- the root itself: never opened through a link (its owner could point it
+    # anywhere), though the directories above it are the operator's choice
 
     @property
     def exists(self) -> bool:
@@ -165,11 +169,19 @@ class DestTree:
         if self.exists:
             return True
         try:
-            self._fds[""] = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._fds[""] = os.open(self.root, _DIR_FLAGS)
         except FileNotFoundError:
             return False
-        except NotADirectoryError:
-            raise InvalidOption(f"dest: {self.root} is not a directory") from None
+        except OSError as error:
+            # O_NOFOLLOW | O_DIRECTORY on a link gives ENOTDIR (ELOOP on some kernels).
+            if error.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            if not os.path.islink(self.root):
+                raise InvalidOption(f"{self.option}: {self.root} is not a directory") from None
+            raise InvalidOption(
+                f"{self.option}: {self.root} is a symlink; a store is never opened through"
+                " a link: give the directory itself"
+            ) from None
         return True
 
     def create_root(self) -> bool:
@@ -181,6 +193,12 @@ class DestTree:
         except FileExistsError:
             self.open_root()
             return False
+        except PermissionError:
+            # A run that works as the owner cannot create the store in a
+            # directory only root may write (a mount point root owns): root
+            # does that one step, and the directory is the owner's at once.
+            if not make_owned_directory(self.root):
+                raise
         self.open_root()
         apply_owner(self._fds[""], self.owner, DIR_MODE)
         return True
@@ -272,37 +290,15 @@ class DestTree:
         if parent is None:
             return None
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-        except (FileNotFoundError, IsADirectoryError):
+            fd, _ = open_regular(name, dir_fd=parent, follow=False)
+        except (FileNotFoundError, IsADirectoryError, NotRegular):
             return None
         except OSError as error:
             if error.errno == errno.ELOOP:
                 return None
             raise
         with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                return None
             return read_limited(handle, limit)
-
-    def chown(self, relpath: str) -> None:
-        """Give an existing entry to the owner: a directory we hold open through its
-        descriptor, anything else without following a symlink."""
-        if self.owner is None:
-            return
-        fd = self._fds.get(relpath)
-        if fd is not None:
-            os.fchown(fd, self.owner.uid, self.owner.gid)
-            return
-        parent, name = self.split(relpath)
-        if parent is not None:
-            os.chown(name, self.owner.uid, self.owner.gid, dir_fd=parent, follow_symlinks=False)
-
-    def dirs_owned_otherwise(self) -> list[str]:
-        """Directories opened so far (the root is ``""``) not owned by the owner."""
-        if self.owner is None:
-            return []
-        owner = self.owner
-        return sorted(rel for rel, fd in self._fds.items() if owner.differs(os.fstat(fd)))
 
     def list_dir(self, relpath: str) -> list[str]:
         """Names in a directory below the root; empty when it does not exist."""
@@ -459,11 +455,13 @@ def copy_blob(
     assert parent is not None
     temp = temp_name(name)
     try:
-        src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        # Links in the source store are followed, with the store owner's rights
+        # (identity.py): only to regular files that user could read itself.
+        src, status = open_regular(source)
     except OSError as error:
         raise CopyFailed(source, f"cannot be read ({error.strerror})") from None
     try:
-        actual = os.fstat(src).st_size
+        actual = status.st_size
         if actual != size:
             raise CopyFailed(source, f"has {actual} bytes, the manifest says {size}")
         dst = os.open(temp, _TEMP_FLAGS, 0o600, dir_fd=staging)
@@ -508,8 +506,9 @@ def _fill(
         if expected_hex is None:
             copied = copy_zero_copy(src, dst, size, progress)
         else:
-            copied, digest = copy_hashing(src, dst, progress)
+            copied, digest = copy_hashing(src, dst, size, progress)
             if digest != expected_hex.lower():
+                # Safe to print: the run reads only what the store's owner can.
                 raise HashMismatch(source, f"content hashes to sha256:{digest}")
         if copied != size:
             raise CopyFailed(source, f"yielded {copied} bytes, the manifest says {size}")
@@ -549,6 +548,7 @@ def copy_zero_copy(src: int, dst: int, size: int, progress: Progress = _no_progr
             break  # the source is shorter than its manifest says
         copied += moved
         progress(moved)
+        check_stop(f"fd {src}")
     return copied
 
 
@@ -566,45 +566,54 @@ def _sha256() -> hashlib._Hash:
     return hashlib.sha256()
 
 
-def copy_hashing(src: int, dst: int, progress: Progress = _no_progress) -> tuple[int, str]:
-    """Copy reading each byte once, hashing it on the way; (bytes, hex digest)."""
+def copy_hashing(
+    src: int, dst: int, size: int, progress: Progress = _no_progress
+) -> tuple[int, str]:
+    """Copy reading each byte once, hashing it on the way; (bytes, hex digest).
+
+    At most ``size + 1`` bytes are read: one more than expected tells a file
+    that grew, and no source can make the copy run on."""
     digest = _sha256()
     buffer = bytearray(HASH_CHUNK)
     view = memoryview(buffer)
     copied = 0
-    while True:
-        count = os.readv(src, [buffer])
+    while copied <= size:
+        count = os.readv(src, [view[: min(HASH_CHUNK, size + 1 - copied)]])
         if count == 0:
-            return copied, digest.hexdigest()
+            break
         chunk = view[:count]
         digest.update(chunk)
         _write_all(dst, chunk)
         copied += count
         progress(count)
+        check_stop(f"fd {src}")
+    return copied, digest.hexdigest()
 
 
-def hash_file(path: Path, progress: Progress = _no_progress) -> tuple[int, str]:
-    """(bytes, sha256 hex) of a regular file, symlinks followed.
-
-    Anything else (a FIFO, /dev/zero behind a planted link) is an OSError:
-    opened without blocking and refused before the first read, so it can
-    neither hang nor run forever.
-    """
+def hash_fd(fd: int, limit: int, progress: Progress = _no_progress) -> tuple[int, str]:
+    """(bytes, sha256 hex) of an open regular file, reading at most ``limit + 1``
+    bytes: one more than the manifest says is enough to know it is wrong."""
     digest = _sha256()
     buffer = bytearray(HASH_CHUNK)
     view = memoryview(buffer)
     total = 0
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    while total <= limit:
+        count = os.readv(fd, [view[: min(HASH_CHUNK, limit + 1 - total)]])
+        if count == 0:
+            break
+        digest.update(view[:count])
+        total += count
+        progress(count)
+        check_stop(f"fd {fd}")
+    return total, digest.hexdigest()
+
+
+def hash_file(path: Path, limit: int, progress: Progress = _no_progress) -> tuple[int, str]:
+    """hash_fd of a regular file, symlinks followed (a FIFO or a device behind a
+    link is refused before the first read, so it can neither hang nor run on)."""
+    fd, _ = open_regular(path)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        while True:
-            count = os.readv(fd, [buffer])
-            if count == 0:
-                return total, digest.hexdigest()
-            digest.update(view[:count])
-            total += count
-            progress(count)
+        return hash_fd(fd, limit, progress)
     finally:
         os.close(fd)
 
@@ -655,22 +664,37 @@ class StoreLock:
             self._fd = None
 
     def _open(self) -> int | None:
+        """The lock file: a plain file with one link, opened without blocking (a
+        FIFO planted there would hang a blocking open); given the owner only
+        when this run created it."""
         if not self.tree.exists:
             return None
         root = self.tree.root_fd
+        flags = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        created = False
         try:
             if self.shared_if_present:
-                return os.open(LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root)
-            fd = os.open(
-                LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=root
-            )
+                fd = os.open(LOCK_NAME, os.O_RDONLY | flags, dir_fd=root)
+            else:
+                try:
+                    fd = os.open(
+                        LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL | flags, 0o600, dir_fd=root
+                    )
+                    created = True
+                except FileExistsError:
+                    fd = os.open(LOCK_NAME, os.O_RDWR | flags, dir_fd=root)
         except FileNotFoundError:
             return None
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise _unsafe(self.path, "is a symlink") from None
-            raise
-        if self.tree.owner is not None and self.tree.owner.differs(os.fstat(fd)):
+            raise OSError(error.errno, error.strerror, str(self.path)) from None
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+            os.close(fd)
+            kind = "has other hard links" if stat.S_ISREG(status.st_mode) else "is not a file"
+            raise _unsafe(self.path, f"{kind}; remove it")
+        if created:
             apply_owner(fd, self.tree.owner, FILE_MODE)
         return fd
 

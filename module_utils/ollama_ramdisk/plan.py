@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputProblems, InvalidInput, InvalidOption
+from .identity import acting_as, run_identity
 from .memory import default_reserve, memory_total
 from .names import ModelName, parse_name
 from .sizes import MIB, PAGE_SIZE, format_size, round_up
@@ -29,7 +30,7 @@ class ModelSet:
     cold: tuple[Manifest, ...]
 
     def hot_blobs(self) -> dict[str, Blob]:
-        """Distinct blobs of the hot models, keyed by lower-case hex."""
+        """Distinct blobs of the hot models, keyed by file name (as Ollama keys them)."""
         return _distinct_blobs(self.hot)
 
     def cold_only_blobs(self) -> dict[str, Blob]:
@@ -46,7 +47,7 @@ def _distinct_blobs(manifests: Sequence[Manifest]) -> dict[str, Blob]:
     blobs: dict[str, Blob] = {}
     for manifest in manifests:
         for blob in manifest.blobs:
-            blobs.setdefault(blob.hex.lower(), blob)
+            blobs.setdefault(blob.filename, blob)
     return blobs
 
 
@@ -71,7 +72,15 @@ def resolve_model_set(
     """Parse every name and load every manifest, reporting all problems at once.
 
     With ``check_blobs`` each blob must exist in the store with its stated size.
+    The store is read with its owner's rights (identity.py).
     """
+    with acting_as(run_identity([], [store.root])):
+        return _resolve(store, hot, cold, check_blobs)
+
+
+def _resolve(
+    store: Store, hot: Sequence[object], cold: Sequence[object], check_blobs: bool
+) -> ModelSet:
     problems: list[InvalidInput] = []
     hot_names = _unique_names(hot, problems)
     cold_names = _unique_names(cold, problems)

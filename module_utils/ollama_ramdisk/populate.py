@@ -24,8 +24,9 @@ Decisions recorded here, beyond the contract:
 - Temporary files are fsync'ed before the rename: free on tmpfs, and on a
   disk destination it keeps a crash from leaving an empty file under a final
   name.
-- A kept entry (blob, link, manifest, directory) whose owner differs from
-  ``owner`` is chowned: metadata only, nothing is read.
+- The file work runs as the user who controls DEST (identity.py), never as
+  root on a tree another user controls; ``owner`` is given only to what the
+  run creates, and an entry already there keeps its owner.
 - ``ram_only`` is reported on every run, pruning or not.
 - A blob an earlier fallback already linked is listed under ``fallback``
   again but not rewritten: only a link written makes the run ``changed``, so
@@ -61,9 +62,11 @@ from .fsops import (
     copy_blob,
     parse_owner,
 )
+from .identity import acting_as, run_identity
 from .names import ModelName
 from .plan import ModelSet, resolve_model_set
 from .progress import Reporter, summary_line
+from .safeio import parallel
 from .sizes import PAGE_SIZE, human, round_up
 from .store import BLOB_NAME_RE, MAX_MANIFEST_BYTES, Blob, Manifest, Store, parse_manifest
 
@@ -101,7 +104,7 @@ class PopulateResult:
     skipped: int = 0
     bytes_copied: int = 0
     seconds: float = 0.0
-    # Changes no list shows: directories created, owners corrected, fallback links written.
+    # Changes no list shows: directories created, fallback links written.
     touched: bool = False
 
     @property
@@ -157,7 +160,6 @@ class Survey:
     absent: set[ModelName] = field(default_factory=set)
     # Blob file names the destination's current version of a replaced manifest uses.
     old_refs: dict[ModelName, set[str]] = field(default_factory=dict)
-    chown: list[str] = field(default_factory=list)
     early_prune: list[str] = field(default_factory=list)
     late_prune: list[str] = field(default_factory=list)
     removed_models: list[ModelName] = field(default_factory=list)
@@ -178,8 +180,38 @@ def populate(options: PopulateOptions, reporter: Reporter | None = None) -> Popu
     jobs = _check_jobs(options.jobs)
     timeout = _check_timeout(options.lock_timeout)
     source = Store(Path(options.source))
-    source.require_directory("source")
     dest = Path(options.dest)
+    identity = run_identity(
+        [dest],
+        [source.root],
+        owner_uid=owner.uid if owner else -1,
+        owner_gid=owner.gid if owner else -1,
+    )
+    with acting_as(identity):
+        result = _populate(
+            options,
+            source=source,
+            dest=dest,
+            owner=owner,
+            jobs=jobs,
+            timeout=timeout,
+            reporter=reporter,
+        )
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _populate(
+    options: PopulateOptions,
+    *,
+    source: Store,
+    dest: Path,
+    owner: Owner | None,
+    jobs: int,
+    timeout: float,
+    reporter: Reporter,
+) -> PopulateResult:
+    source.require_directory("source")
     check_disjoint(source.root, dest)
     model_set = resolve_model_set(source, list(options.models), list(options.cold))
     run = _Run(
@@ -206,7 +238,6 @@ def populate(options: PopulateOptions, reporter: Reporter | None = None) -> Popu
                 run.apply(survey, fallback)
     finally:
         run.tree.close()
-    run.result.seconds = time.monotonic() - started
     return run.result
 
 
@@ -269,10 +300,6 @@ class _Run:
         self.result = PopulateResult(dry_run=options.dry_run)
         self._started = time.monotonic()
 
-    @property
-    def owner(self) -> Owner | None:
-        return self.tree.owner
-
     def _job(self, blob: Blob) -> BlobJob:
         return BlobJob(blob, self.source_blobs / blob.filename, self.users[blob.filename])
 
@@ -285,13 +312,7 @@ class _Run:
         self._survey_cold_blobs(survey)
         self._survey_manifests(survey)
         self._survey_others(survey)
-        survey.chown = self.tree.dirs_owned_otherwise() + survey.chown
         return survey
-
-    def _kept(self, survey: Survey, relpath: str, status: os.stat_result) -> None:
-        survey.in_place += 1
-        if self.owner is not None and self.owner.differs(status):
-            survey.chown.append(relpath)
 
     def _survey_hot_blobs(self, survey: Survey) -> None:
         for blob in self.model_set.hot_blobs().values():
@@ -300,7 +321,7 @@ class _Run:
             # Size only: the name is the content's hash, and reading it back
             # would make every no-op run read the whole RAM disk.
             if status is not None and stat.S_ISREG(status.st_mode) and status.st_size == blob.size:
-                self._kept(survey, job.relpath, status)
+                survey.in_place += 1
             else:
                 survey.copies.append(job)
 
@@ -313,7 +334,7 @@ class _Run:
                 and stat.S_ISLNK(status.st_mode)
                 and self.tree.readlink(job.relpath) == str(job.source)
             ):
-                self._kept(survey, job.relpath, status)
+                survey.in_place += 1
             else:
                 survey.links.append(job)
 
@@ -321,10 +342,6 @@ class _Run:
         for manifest in self.model_set.manifests:
             current = self.tree.read_regular(manifest.relpath, MAX_MANIFEST_BYTES)
             if current == manifest.raw:
-                status = self.tree.lstat(manifest.relpath)
-                assert status is not None
-                if self.owner is not None and self.owner.differs(status):
-                    survey.chown.append(manifest.relpath)
                 continue
             survey.manifests.append(manifest)
             if self.tree.lstat(manifest.relpath) is None:
@@ -452,10 +469,8 @@ class _Run:
         result.models_removed = [name.qualified for name in survey.removed_models]
         result.ram_only = [name.qualified for name in survey.ram_only]
         # A real run would at least create DEST.
-        result.touched = (
-            bool(survey.chown)
-            or not self.tree.exists
-            or not all(self._link_in_place(job) for job in fallback)
+        result.touched = not self.tree.exists or not all(
+            self._link_in_place(job) for job in fallback
         )
         for job in fallback:
             self.reporter.warn(self._fallback_warning(job, "would not fit"))
@@ -469,9 +484,6 @@ class _Run:
         stale = tree.clean_staging()
         if stale:
             reporter.warn(f"removed {len(stale)} temporary file(s) left by an interrupted run")
-        for relpath in survey.chown:
-            tree.chown(relpath)
-        result.touched = result.touched or bool(survey.chown)
         self._prune(survey.early_prune)
         result.models_removed = [name.qualified for name in survey.removed_models]
         for job in fallback:
@@ -556,15 +568,7 @@ class _Run:
                 self.result.bytes_copied += job.blob.size
             self.reporter.file_done(job.relpath, job.blob.size, "copied")
 
-        # Imported only when there is something to copy, so that a run with
-        # everything in place (every ExecStartPre but the first after a boot)
-        # does not pay for it.
-        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
-
-        ordered = sorted(jobs, key=lambda job: job.blob.size, reverse=True)
-        with ThreadPoolExecutor(max_workers=min(self.jobs, len(ordered))) as pool:
-            for future in [pool.submit(copy, job) for job in ordered]:
-                future.result()  # anything but a CopyFailed is fatal and raised here
+        parallel(copy, sorted(jobs, key=lambda job: job.blob.size, reverse=True), self.jobs)
         return failures
 
     def _link_all(self, jobs: list[BlobJob], action: str, into: list[str]) -> None:
@@ -581,7 +585,6 @@ class _Run:
             status is not None
             and stat.S_ISLNK(status.st_mode)
             and self.tree.readlink(job.relpath) == str(job.source)
-            and (self.owner is None or not self.owner.differs(status))
         )
 
     def _install_manifests(self, survey: Survey, failed: set[str]) -> set[str]:

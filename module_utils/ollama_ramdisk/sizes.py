@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
 from .errors import InvalidOption
 
@@ -12,6 +13,8 @@ MIB = KIB**2
 GIB = KIB**3
 TIB = KIB**4
 PAGE_SIZE = 4096
+# The largest size the kernel and Ollama (int64) can express.
+MAX_SIZE = 2**63 - 1
 
 _UNITS = {"": 1, "k": KIB, "m": MIB, "g": GIB, "t": TIB}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -24,6 +27,10 @@ def parse_size(value: object, option: str = "size") -> int:
     if isinstance(value, int):
         if value < 0:
             raise InvalidOption(f"{option}: a size cannot be negative ({value})")
+        if value > MAX_SIZE:
+            raise InvalidOption(
+                f"{option}: {shorten(value)} is larger than any size a host can have"
+            )
         return value
     match = _SIZE_RE.match(str(value))
     if not match:
@@ -31,7 +38,17 @@ def parse_size(value: object, option: str = "size") -> int:
             f"{option}: {value!r} is not a SIZE (bytes, or a number with k, m, g or t, e.g. 64g)"
         )
     number, unit = match.groups()
-    return math.ceil(float(number) * _UNITS[unit.lower()])
+    # Decimal, not float: a 400-digit number must be refused, not overflow.
+    size = math.ceil(Decimal(number) * _UNITS[unit.lower()])
+    if size > MAX_SIZE:
+        raise InvalidOption(f"{option}: {shorten(value)} is larger than any size a host can have")
+    return size
+
+
+def shorten(value: object, limit: int = 40) -> str:
+    """A value for a message: long numbers cut, so an error stays one line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 12]}... ({len(text)} characters)"
 
 
 def format_size(size_bytes: int) -> str:

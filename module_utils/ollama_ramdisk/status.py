@@ -7,7 +7,12 @@ Residency of a model, from its blobs (never hashed here: status is cheap;
 - ``linked``: every blob is there, at least one through a symlink (a cold model
   served from the disk store);
 - ``partial``: a blob is missing, a link dangles, a size disagrees with the
-  manifest, or the manifest itself cannot be read.
+  manifest (or is more than its file system holds), or the manifest itself
+  cannot be read.
+
+The store is read with its owner's rights (identity.py); each blob is opened
+without blocking and judged by the descriptor's fstat, so that swapping a
+file for a FIFO between two looks can neither hang nor fool the run.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput, InvalidOption
+from .identity import acting_as, run_identity
 from .names import ModelName
+from .safeio import implausible_size, open_regular
 from .store import Blob, Manifest, Store
 
 RESIDENCIES = ("ram", "linked", "partial")
@@ -104,6 +111,14 @@ def store_status(
     store: Store, source: Store | None = None, mountinfo: Path = MOUNTINFO
 ) -> StoreStatus:
     """Residency of every model in ``store``; with ``source``, which ones it lacks."""
+    read = [store.root] + ([source.root] if source is not None else [])
+    with acting_as(run_identity([], read)):
+        return _store_status(store, source, mountinfo)
+
+
+def _store_status(store: Store, source: Store | None, mountinfo: Path) -> StoreStatus:
+    if store.root.is_symlink():
+        raise InvalidOption(f"store: {store.root} is a symlink; give the directory itself")
     if not store.root.is_dir():
         raise InvalidOption(f"store: {store.root} is not a directory")
     models = tuple(_model_status(store, name) for name in store.iter_models())
@@ -158,11 +173,14 @@ def _blob_state(store: Store, blob: Blob) -> str:
     path = store.blob_path(blob)
     try:
         own = path.lstat()
-        target = path.stat() if stat.S_ISLNK(own.st_mode) else own
+        fd, target = open_regular(path)
     except OSError:
         return "missing"
-    if not stat.S_ISREG(target.st_mode) or target.st_size != blob.size:
-        return "missing"
+    try:
+        if target.st_size != blob.size or implausible_size(fd, blob.size):
+            return "missing"
+    finally:
+        os.close(fd)
     return "linked" if stat.S_ISLNK(own.st_mode) else "ram"
 
 
@@ -307,9 +325,10 @@ def write_prometheus(status: StoreStatus, path: Path) -> None:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(prometheus_text(status))
             handle.flush()
+            # mkstemp creates 0600; node_exporter usually runs as another user.
+            # fchmod, never chmod by name: the name could be swapped for a link.
+            os.fchmod(handle.fileno(), 0o644)
             os.fsync(handle.fileno())
-        # mkstemp creates 0600; node_exporter usually runs as another user.
-        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

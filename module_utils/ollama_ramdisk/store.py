@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import InvalidName, InvalidOption, MalformedManifest, ModelNotFound
+from .errors import InvalidName, InvalidOption, MalformedManifest, ModelNotFound, OperationFailed
 from .names import ModelName, parse_name
+from .safeio import MAX_FILE_SIZE, NotRegular, open_regular
+from .sizes import shorten
 
 # Ollama accepts either separator and either case (manifest/paths.go).
 # \Z, not $: "$" also matches before a final newline.
@@ -76,8 +78,8 @@ def _parse_blob(entry: Any, where: str, path: Path) -> Blob:
     match = DIGEST_RE.match(digest)
     if not match:
         raise MalformedManifest(f"{path}: {where} digest {digest!r} is not sha256:<64 hex digits>")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise MalformedManifest(f"{path}: {where} size {size!r} is not a byte count")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_SIZE:
+        raise MalformedManifest(f"{path}: {where} size {shorten(size)} is not a byte count")
     if not isinstance(media_type, str):
         raise MalformedManifest(f"{path}: {where} mediaType is not a string")
     return Blob(digest=f"sha256:{match.group(1)}", size=size, media_type=media_type)
@@ -89,6 +91,8 @@ def parse_manifest(name: ModelName, path: Path, raw: bytes) -> Manifest:
         document = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
         raise MalformedManifest(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise MalformedManifest(f"{path}: nested too deeply to be a manifest") from None
     if not isinstance(document, dict):
         raise MalformedManifest(f"{path}: a manifest must be a JSON object")
     if "config" not in document or "layers" not in document:
@@ -99,9 +103,10 @@ def parse_manifest(name: ModelName, path: Path, raw: bytes) -> Manifest:
         raise MalformedManifest(f"{path}: layers is not a list")
     entries = [_parse_blob(document["config"], "config", path)]
     entries += [_parse_blob(layer, f"layers[{index}]", path) for index, layer in enumerate(layers)]
+    # Keyed by the file name, as Ollama names blob files: the hex as written.
     blobs: dict[str, Blob] = {}
     for blob in entries:
-        known = blobs.setdefault(blob.hex.lower(), blob)
+        known = blobs.setdefault(blob.filename, blob)
         if known.size != blob.size:
             raise MalformedManifest(
                 f"{path}: blob {blob.digest} is listed with sizes {known.size} and {blob.size}"
@@ -149,6 +154,8 @@ class Store:
             raise ModelNotFound(self._not_found_message(name)) from None
         except IsADirectoryError:
             raise MalformedManifest(f"{path}: is a directory, not a manifest") from None
+        except NotRegular as error:
+            raise MalformedManifest(f"{path}: is {error.kind}, not a manifest") from None
         except OSError as error:
             if error.errno == errno.EFBIG:
                 raise MalformedManifest(f"{path}: too large to be a manifest") from None
@@ -186,6 +193,11 @@ class Store:
         Entries that are not valid names (leftovers, editor backups) are
         skipped: nothing here is trusted to become a path unless it parses.
         """
+        if self.manifests_dir.is_symlink():
+            raise OperationFailed(
+                f"{self.manifests_dir}: is a symlink; a store's manifests are never listed"
+                " through a link"
+            )
         for host_dir in _sorted_dirs(self.manifests_dir):
             for namespace_dir in _sorted_dirs(host_dir):
                 for model_dir in _sorted_dirs(namespace_dir):
@@ -218,7 +230,8 @@ def read_limited(handle: BinaryIO, limit: int) -> bytes:
 
 
 def _read_small_file(path: Path) -> bytes:
-    with open(path, "rb") as handle:
+    fd, _ = open_regular(path)
+    with os.fdopen(fd, "rb") as handle:
         raw = read_limited(handle, MAX_MANIFEST_BYTES)
     if len(raw) > MAX_MANIFEST_BYTES:
         raise OSError(errno.EFBIG, "too large", str(path))

@@ -10,7 +10,10 @@ manifest is restored from the source once its blobs are sound.
 
 ``corrupt`` and ``missing`` list what the check found; ``repaired`` what was
 fixed; ``ok`` is true when nothing found is left unrepaired. Repaired files
-take the owner of the store's root, so a RAM disk owned by ``ollama`` stays so.
+take the owner of the store's root, so a RAM disk owned by ``ollama`` stays so;
+the whole run works with that user's rights (identity.py). A blob is hashed
+only up to the size its manifest gives, and a size its file system could not
+hold (a sparse file claiming exabytes) is reported corrupt without reading.
 """
 
 from __future__ import annotations
@@ -19,15 +22,25 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import InvalidOption, MalformedManifest, ModelNotFound
-from .fsops import CopyFailed, DestTree, Owner, StoreLock, check_disjoint, copy_blob, hash_file
+from .fsops import (
+    CopyFailed,
+    DestTree,
+    Owner,
+    StoreLock,
+    check_disjoint,
+    copy_blob,
+    hash_fd,
+    hash_file,
+)
+from .identity import acting_as, run_identity
 from .names import ModelName, parse_names
 from .progress import Reporter, summary_line
+from .safeio import implausible_size, open_regular, parallel
 from .store import Blob, Manifest, Store
 
 
@@ -86,6 +99,30 @@ def verify_store(
     """
     reporter = reporter or Reporter()
     started = time.monotonic()
+    read = [store.root] + ([repair_source.root] if repair_source is not None else [])
+    written = [store.root] if repair_source is not None else []
+    with acting_as(run_identity(written, read)):
+        result = _verify(
+            store,
+            models=models,
+            repair_source=repair_source,
+            jobs=jobs,
+            reporter=reporter,
+            lock_timeout=lock_timeout,
+        )
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _verify(
+    store: Store,
+    *,
+    models: Sequence[str],
+    repair_source: Store | None,
+    jobs: int,
+    reporter: Reporter,
+    lock_timeout: float,
+) -> VerifyResult:
     store.require_directory("store")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise InvalidOption(f"jobs: expected a whole number of at least 1, got {jobs!r}")
@@ -93,14 +130,13 @@ def verify_store(
         repair_source.require_directory("source")
         check_disjoint(repair_source.root, store.root, option="store")
     names = _unique(parse_names(list(models))) if models else list(store.iter_models())
-    with DestTree(store.root) as tree:
+    with DestTree(store.root, option="store") as tree:
         tree.open_root()
         tree.owner = _root_owner(tree)
         shared = repair_source is None
         with StoreLock(tree, lock_timeout, shared_if_present=shared, on_wait=reporter.warn):
             check = _Check(store, tree, repair_source, jobs, reporter)
             check.run(names)
-    check.result.seconds = time.monotonic() - started
     return check.result
 
 
@@ -188,10 +224,8 @@ class _Check:
         self.result.checked = len(blobs)
         self.reporter.start(sum(check.blob.size for check in to_hash), len(to_hash))
         to_hash.sort(key=lambda check: check.blob.size, reverse=True)
-        if to_hash:
-            with ThreadPoolExecutor(max_workers=min(self.jobs, len(to_hash))) as pool:
-                outcomes = list(pool.map(self._hash, to_hash))
-            problems += [check for check, sound in zip(to_hash, outcomes) if not sound]
+        outcomes = parallel(self._hash, to_hash, self.jobs)
+        problems += [check for check, sound in zip(to_hash, outcomes) if not sound]
         return problems
 
     def _presence(self, blob: Blob) -> _BlobCheck:
@@ -211,12 +245,21 @@ class _Check:
 
     def _hash(self, check: _BlobCheck) -> bool:
         path = self.store.blob_path(check.blob)
+        nbytes, digest = 0, ""
         try:
-            nbytes, digest = hash_file(path, self.reporter.advance)
+            fd, status = open_regular(path)
         except OSError as error:
             self.reporter.warn(f"{path}: cannot be read ({error.strerror})")
-            nbytes, digest = 0, ""
-        sound = digest == check.blob.hex.lower()
+        else:
+            try:
+                why = implausible_size(fd, check.blob.size)
+                if why is not None:
+                    self.reporter.warn(f"{path}: {why}; not read")
+                elif status.st_size == check.blob.size:
+                    nbytes, digest = hash_fd(fd, check.blob.size, self.reporter.advance)
+            finally:
+                os.close(fd)
+        sound = digest == check.blob.hex.lower() and nbytes == check.blob.size
         with self.lock:
             self.result.bytes += nbytes
             if not sound:
@@ -274,7 +317,7 @@ class _Check:
         """No room for a second copy beside the bad one: once the source is known
         good, the bad copy goes first; if even then it does not fit, a link to the
         source serves the blob from disk."""
-        _check_source(source, check.blob.hex)
+        _check_source(source, check.blob)
         self.tree.unlink(check.relpath)
         try:
             copy_blob(
@@ -292,7 +335,7 @@ class _Check:
 
     def _relink(self, check: _BlobCheck, source: Path) -> bool:
         """A cold blob stays a link: to the source's blob, once that hashes right."""
-        _check_source(source, check.blob.hex)
+        _check_source(source, check.blob)
         self.tree.install_symlink(check.relpath, str(source))
         return True
 
@@ -318,11 +361,11 @@ class _Check:
         )
 
 
-def _check_source(source: Path, expected_hex: str) -> None:
+def _check_source(source: Path, blob: Blob) -> None:
     """Raise CopyFailed unless the source blob hashes to its name."""
     try:
-        _, digest = hash_file(source)
+        nbytes, digest = hash_file(source, blob.size)
     except OSError as error:
         raise CopyFailed(source, f"cannot be read ({error.strerror})") from None
-    if digest != expected_hex.lower():
+    if nbytes != blob.size or digest != blob.hex.lower():
         raise CopyFailed(source, f"content hashes to sha256:{digest}")

@@ -1,0 +1,131 @@
+"""Opening files a hostile user may have planted, and stopping work on request.
+
+Every manifest, lock file and blob is opened here: without blocking (a FIFO
+would otherwise hang the open), then checked through the same descriptor
+(fstat), so that nothing can be swapped between the check and the use. A
+size is believed only up to what the file system holding the file can hold:
+a sparse file claiming 2^62 bytes is malformed, not work for years.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from .errors import OperationFailed
+
+_READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+# Ollama stores sizes as int64; anything larger is no size of a real file.
+MAX_FILE_SIZE = 2**63 - 1
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class NotRegular(OSError):
+    """The entry is a FIFO, device, socket or directory, not a file."""
+
+    def __init__(self, path: str, mode: int) -> None:
+        self.kind = kind_of(mode)
+        super().__init__(errno.EINVAL, f"not a regular file: {self.kind}", path)
+
+
+def open_regular(
+    path: str | os.PathLike[str], *, dir_fd: int | None = None, follow: bool = True
+) -> tuple[int, os.stat_result]:
+    """A read descriptor and its fstat, for regular files only.
+
+    ``follow=False`` refuses a symlink at the last component (ELOOP). The
+    descriptor stays non-blocking, which changes nothing for a regular file.
+    """
+    flags = _READ if follow else _READ | os.O_NOFOLLOW
+    fd = os.open(path, flags, dir_fd=dir_fd)
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise NotRegular(os.fspath(path), status.st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, status
+
+
+def kind_of(mode: int) -> str:
+    """What a non-regular entry is, in words for a message."""
+    for test, words in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def capacity(fd: int) -> int:
+    """Bytes the file system holding ``fd`` has in all: no file there is larger."""
+    info = os.fstatvfs(fd)
+    return info.f_blocks * info.f_frsize
+
+
+def implausible_size(fd: int, size: int) -> str | None:
+    """Why ``size`` cannot be the size of a real file on fd's file system, or None."""
+    if size > MAX_FILE_SIZE:
+        return f"{size} bytes is more than any file can have"
+    room = capacity(fd)
+    if room and size > room:
+        return f"{size} bytes is more than its file system holds ({room} bytes)"
+    return None
+
+
+# ---------------------------------------------------------------- stopping
+
+_stop = threading.Event()
+
+
+class Interrupted(OperationFailed):
+    """SIGINT or SIGTERM arrived: the workers stopped; nothing partial is kept."""
+
+
+def check_stop(where: Path | str) -> None:
+    """Called between chunks by copy and hash loops running in worker threads."""
+    if _stop.is_set():
+        raise Interrupted(f"{where}: interrupted")
+
+
+def parallel(work: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
+    """``work`` over ``items``, ``jobs`` at a time, results in order.
+
+    On any exception in the caller's thread (KeyboardInterrupt from SIGINT,
+    or SIGTERM mapped to it) the workers are told to stop at their next chunk
+    and are waited for, so no thread goes on reading after the run has ended.
+    """
+    _stop.clear()
+    if not items:
+        return []
+    # Imported only when there is work: a run with nothing to do starts lighter.
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(items))))
+    try:
+        futures = [pool.submit(work, item) for item in items]
+        return [future.result() for future in futures]
+    except BaseException:
+        _stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def each(items: Iterable[T]) -> Iterable[T]:
+    """Items of a sequential loop, stopping when asked, as the workers do."""
+    for item in items:
+        check_stop("run")
+        yield item

@@ -1,0 +1,614 @@
+"""The `ollama` user must not be able to turn a root run of the command against root.
+
+Each test reproduces one finding of the adversarial review as an attacker
+would: the stores belong to an unprivileged user (``nobody`` here, standing
+for ``ollama``), that user changes them with its own rights (``setpriv``),
+and then root runs the command, as Ansible and ``ExecStartPre`` do. Every
+test asserts that nothing outside the stores changed (a root-owned victim
+tree, compared entry by entry), that no run hung past a bound, and that the
+exit code and message are clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from storegen import MountTmpfs, StoreFactory, SyntheticStore, text, weights
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the attacks need root and a user")
+
+USER, GROUP = "nobody", "nogroup"
+UID, GID = 65534, 65534
+CORE = Path(__file__).resolve().parents[1] / "module_utils"
+# No run may take longer than this: the review's hangs were forever.
+BOUND = 30.0
+
+
+# ---------------------------------------------------------------- the scene
+
+
+def as_user(*argv: object, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """A command run with the store owner's rights, as the attacker runs it."""
+    command = ["setpriv", f"--reuid={UID}", f"--regid={GID}", "--clear-groups", "--"]
+    return subprocess.run(
+        [*command, *map(str, argv)], capture_output=True, text=True, check=check, timeout=BOUND
+    )
+
+
+def attacker_shell(script: str) -> None:
+    as_user("sh", "-euc", script)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+    seconds: float
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.out)
+
+
+def root_run(*argv: object, timeout: float = BOUND) -> Result:
+    """The command as root in a process of its own, so that a hang is caught."""
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONPATH": str(CORE)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "ollama_ramdisk.cli", *map(str, argv)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"hung for more than {timeout:g} s: ollama-ramdisk {' '.join(map(str, argv))}")
+    return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every entry below root, links not followed: kind, owner, mode, content."""
+    entries: dict[str, tuple] = {}
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(directory, name)
+            status = path.lstat()
+            if path.is_symlink():
+                content = os.readlink(path)
+            elif path.is_file():
+                content = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                content = None
+            entries[str(path.relative_to(root))] = (
+                status.st_mode,
+                status.st_uid,
+                status.st_gid,
+                status.st_nlink,
+                content,
+            )
+    status = root.stat()
+    entries["."] = (status.st_mode, status.st_uid, status.st_gid)
+    return entries
+
+
+def give_to_owner(path: Path) -> None:
+    for directory, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(Path(directory, name), UID, GID)
+    os.lchown(path, UID, GID)
+
+
+@dataclass
+class Host:
+    """A host as the installer leaves it, with a RAM disk populated once."""
+
+    source: SyntheticStore
+    ramdisk: Path  # the tmpfs mount point, owned by the store owner
+    victim: Path  # root's: nothing here may ever change
+    secret: Path
+
+    @property
+    def dest(self) -> Path:
+        return self.ramdisk / "models"
+
+    def populate(self, *extra: object) -> Result:
+        return root_run(
+            "populate", "-q", "--source", self.source.root, "--dest", self.dest,
+            "--owner", f"{USER}:{GROUP}", *extra, *self.source.models,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def host(store_factory: StoreFactory, tmpfs: MountTmpfs, tmp_path: Path) -> Host:
+    home = tmp_path / "usr-share-ollama"
+    home.mkdir()
+    source = store_factory(
+        {"m:1": [weights(64 * 1024, "m1"), text("license")], "m:2": [weights(32 * 1024, "m2")]},
+        root=home / "models",
+    )
+    give_to_owner(home)
+    ramdisk = tmpfs("64m", options=f"uid={UID},gid={GID}")
+    victim = tmp_path / "victim"
+    (victim / "manifests" / "registry.ollama.ai" / "library" / "x").mkdir(parents=True)
+    (victim / "blobs").mkdir()
+    looks_like_a_blob = "sha256-" + "ab" * 32
+    (victim / "blobs" / looks_like_a_blob).write_bytes(b"root's file")
+    (victim / "manifests" / "registry.ollama.ai" / "library" / "x" / "latest").write_text("{}")
+    (victim / "shadow").write_bytes(b"root:secret-hash:19000:0:99999:7:::\n")
+    (victim / "shadow").chmod(0o600)
+    victim.chmod(0o755)
+    built = Host(source=source, ramdisk=ramdisk, victim=victim, secret=victim / "shadow")
+    assert built.populate().code == 0
+    return built
+
+
+@pytest.fixture
+def untouched(host: Host) -> Iterator[None]:
+    """The victim tree is exactly as it was when the test ends."""
+    before = snapshot(host.victim)
+    yield
+    assert snapshot(host.victim) == before
+
+
+# ---------------------------------------------------------------- 1. root hands a directory over
+
+
+@pytest.mark.usefixtures("untouched")
+@pytest.mark.parametrize("command", ["populate", "populate-prune", "verify-repair"])
+def test_a_store_root_swapped_for_a_link_to_a_root_directory_is_refused(
+    host: Host, command: str
+) -> None:
+    attacker_shell(f"rm -rf '{host.dest}' && ln -s '{host.victim}' '{host.dest}'")
+
+    if command == "verify-repair":
+        run = root_run("verify", "--store", host.dest, "--repair", "--source", host.source.root)
+    else:
+        run = host.populate(*(["--prune"] if command == "populate-prune" else []))
+
+    assert run.code == 2, run.err
+    assert f"{host.dest} is a symlink" in run.err
+    assert host.dest.is_symlink()  # the link itself is left alone, never chowned
+    assert host.dest.lstat().st_uid == UID
+
+
+@pytest.mark.usefixtures("untouched")
+def test_a_link_above_the_store_root_leads_nowhere_root_could_write(host: Host) -> None:
+    # The RAM disk's owner controls every directory below the mount point: a
+    # link one level up is followed, but with the owner's rights only.
+    attacker_shell(f"mkdir '{host.ramdisk}/sub' && ln -s '{host.victim}' '{host.ramdisk}/sub/x'")
+    dest = host.ramdisk / "sub" / "x" / "models"
+
+    run = root_run(
+        "populate", "--source", host.source.root, "--dest", dest, "--prune", *host.source.models
+    )
+
+    assert run.code == 1
+    assert "Permission denied" in run.err
+    assert not (host.victim / "models").exists()
+
+
+@pytest.mark.usefixtures("untouched")
+def test_a_disk_store_swapped_for_a_link_is_not_written_through(host: Host) -> None:
+    # What the removal playbook's write-back does: the RAM disk copied back to
+    # the disk store, whose parent the owner controls as well.
+    attacker_shell(f"mv '{host.source.root}' '{host.source.root}.real'")
+    attacker_shell(f"ln -s '{host.victim}' '{host.source.root}'")
+
+    run = root_run(
+        "populate", "--source", host.dest, "--dest", host.source.root, *host.source.models
+    )
+
+    assert run.code == 2
+    assert "is a symlink" in run.err
+
+
+def test_owner_cannot_be_given_to_anyone_but_the_user_who_controls_the_store(host: Host) -> None:
+    run = root_run(
+        "populate", "--source", host.source.root, "--dest", host.dest, "--owner", "root:root",
+        *host.source.models,
+    )  # fmt: skip
+
+    assert run.code == 2
+    assert "owner: files cannot be given to uid 0" in run.err
+    assert "belongs to nobody" in run.err
+
+
+def test_every_file_a_root_run_creates_belongs_to_the_store_owner(host: Host) -> None:
+    attacker_shell(f"rm -rf '{host.dest}/blobs'")
+
+    run = host.populate("--verify")
+
+    assert run.code == 0, run.err
+    for path in [host.dest, *host.dest.rglob("*")]:
+        assert (path.lstat().st_uid, path.lstat().st_gid) == (UID, GID), path
+
+
+# ---------------------------------------------------------------- 2. root-only files
+
+
+@pytest.mark.usefixtures("untouched")
+@pytest.mark.parametrize("verify", [False, True])
+def test_a_source_blob_linked_to_a_root_only_file_is_never_copied(host: Host, verify: bool) -> None:
+    # The owner names a blob anything and gives the secret's size, which it can
+    # see; the secret's hash it cannot know, and no message may tell it.
+    secret = host.secret.read_bytes()
+    name = "12" * 32
+    document = json.loads(host.source.manifest_path("m:2").read_text())
+    document["layers"] = [{"mediaType": "x", "digest": f"sha256:{name}", "size": len(secret)}]
+    thief = host.source.manifest_path("m:2").parent / "thief"
+    attacker_shell(f"printf '%s' '{json.dumps(document)}' > '{thief}'")
+    attacker_shell(f"ln -s '{host.secret}' '{host.source.root}/blobs/sha256-{name}'")
+
+    run = root_run(
+        "populate", "--source", host.source.root, "--dest", host.dest,
+        *(["--verify"] if verify else []), "m:thief",
+    )  # fmt: skip
+
+    assert run.code == 1
+    assert "cannot be read (Permission denied)" in run.err
+    assert not (host.dest / "blobs" / f"sha256-{name}").exists()
+    assert hashlib.sha256(secret).hexdigest() not in run.err + run.out
+
+
+# ---------------------------------------------------------------- 3. FIFOs and swaps
+
+
+def _fifo_instead_of(path: Path) -> None:
+    attacker_shell(f"rm -f '{path}' && mkfifo '{path}'")
+
+
+@pytest.mark.usefixtures("untouched")
+@pytest.mark.parametrize("command", ["populate", "verify-model"])
+def test_a_fifo_as_a_manifest_in_the_ram_disk_does_not_hang(host: Host, command: str) -> None:
+    _fifo_instead_of(host.dest / host.source.manifest_path("m:1").relative_to(host.source.root))
+
+    if command == "populate":
+        run = host.populate()
+        assert run.code == 0, run.err  # a manifest that is not a file is replaced
+    else:
+        run = root_run("verify", "--json", "--store", host.dest, "m:1")
+        assert run.code == 1
+        assert "is a FIFO, not a manifest" in run.err
+
+
+@pytest.mark.usefixtures("untouched")
+@pytest.mark.parametrize("command", ["verify", "populate-dry-run", "populate"])
+def test_a_fifo_as_the_lock_file_does_not_hang(host: Host, command: str) -> None:
+    _fifo_instead_of(host.dest / ".ollama-ramdisk.lock")
+
+    if command == "verify":
+        run = root_run("verify", "--store", host.dest)
+    else:
+        run = host.populate(*(["--dry-run"] if command == "populate-dry-run" else []))
+
+    assert run.code == 1
+    assert ".ollama-ramdisk.lock: is not a file" in run.err
+
+
+@pytest.mark.usefixtures("untouched")
+def test_a_fifo_as_an_empty_source_blob_does_not_hang(host: Host) -> None:
+    empty = text(b"")
+    host.source.add("empty:1", [weights(1000, "e"), empty])
+    give_to_owner(host.source.root)
+    _fifo_instead_of(host.source.root / empty.relpath)
+
+    run = root_run("populate", "--source", host.source.root, "--dest", host.dest, "empty:1")
+
+    assert run.code == 1
+    assert "not a regular file: a FIFO" in run.err
+    assert not (host.dest / empty.relpath).exists()
+
+
+def test_a_fifo_as_a_source_manifest_does_not_hang_plan(host: Host) -> None:
+    _fifo_instead_of(host.source.manifest_path("m:2"))
+
+    run = root_run("plan", "--source", host.source.root, "m:1", "m:2")
+
+    assert run.code == 2
+    assert "is a FIFO, not a manifest" in run.err
+
+
+class Swapper:
+    """The attacker swapping a manifest between a file and a FIFO, as fast as it can."""
+
+    def __init__(self, manifest: Path) -> None:
+        self.manifest = manifest
+        self.process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Swapper:
+        content = self.manifest.read_bytes().decode()
+        script = (
+            f"cd '{self.manifest.parent}'; while :; do"
+            f" printf '%s' '{content}' > .f && mv -f .f '{self.manifest.name}';"
+            f" rm -f .p; mkfifo .p && mv -f .p '{self.manifest.name}'; done"
+        )
+        self.process = subprocess.Popen(
+            ["setpriv", f"--reuid={UID}", f"--regid={GID}", "--clear-groups", "sh", "-c", script],
+            start_new_session=True,
+        )
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+@pytest.mark.usefixtures("untouched")
+@pytest.mark.parametrize(("command", "rounds"), [("status", 40), ("verify", 20)])
+def test_swapping_a_manifest_for_a_fifo_in_a_loop_hangs_no_run(
+    host: Host, command: str, rounds: int
+) -> None:
+    manifest = host.dest / host.source.manifest_path("m:1").relative_to(host.source.root)
+    codes = set()
+    with Swapper(manifest):
+        for _ in range(rounds):
+            argv = ["status", "--json"] if command == "status" else ["verify", "-q"]
+            run = root_run(*argv, "--store", host.dest, timeout=10)
+            codes.add(run.code)
+    assert codes <= {0, 1}
+
+
+# ---------------------------------------------------------------- 4. unbounded work
+
+
+@pytest.mark.usefixtures("untouched")
+def test_a_sparse_blob_claiming_2_62_bytes_is_corrupt_at_once_not_hashed_for_years(
+    host: Host,
+) -> None:
+    giant = 2**62
+    manifest = host.dest / host.source.manifest_path("m:2").relative_to(host.source.root)
+    document = json.loads(manifest.read_text())
+    hex_ = "cd" * 32
+    document["layers"][0] = {"mediaType": "x", "digest": f"sha256:{hex_}", "size": giant}
+    attacker_shell(
+        f"printf '%s' '{json.dumps(document)}' > '{manifest}'"
+        f" && truncate -s {giant} '{host.dest}/blobs/sha256-{hex_}'"
+    )
+
+    verify = root_run("verify", "--json", "--store", host.dest, "m:2", timeout=10)
+    status = root_run("status", "--json", "--store", host.dest, timeout=10)
+
+    assert verify.code == 1
+    assert verify.json["corrupt"] == [f"blobs/sha256-{hex_}"]
+    assert "more than its file system holds" in verify.err
+    assert verify.json["bytes"] < 1024 * 1024
+    models = {model["name"]: model for model in status.json["models"]}
+    assert models["registry.ollama.ai/library/m:2"]["residency"] == "partial"
+
+
+@pytest.mark.usefixtures("untouched")
+def test_a_source_blob_linked_to_dev_zero_cannot_fill_the_ram_disk(host: Host) -> None:
+    empty = text(b"")
+    host.source.add("zero:1", [weights(1000, "z"), empty])
+    give_to_owner(host.source.root)
+    attacker_shell(f"rm '{host.source.root / empty.relpath}'")
+    attacker_shell(f"ln -s /dev/zero '{host.source.root / empty.relpath}'")
+    used_before = os.statvfs(host.ramdisk).f_bfree
+
+    run = root_run(
+        "populate", "--verify", "--source", host.source.root, "--dest", host.dest, "zero:1",
+        timeout=10,
+    )  # fmt: skip
+
+    assert run.code == 1
+    assert "not a regular file: a character device" in run.err
+    assert os.statvfs(host.ramdisk).f_bfree >= used_before - 16
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_long_verify_and_its_workers_at_once(
+    store_factory: StoreFactory, signum: int
+) -> None:
+    built = store_factory({"big:1": [weights(1000, "b")]})
+    # 16 GiB of zeros, sparse: a minute of hashing, ended after one second.
+    big = "ef" * 32
+    with open(built.root / "blobs" / f"sha256-{big}", "wb") as handle:
+        handle.truncate(16 * 1024**3)
+    document = json.loads(built.manifest_path("big:1").read_text())
+    document["layers"].append({"mediaType": "x", "digest": f"sha256:{big}", "size": 16 * 1024**3})
+    built.manifest_path("big:1").write_text(json.dumps(document))
+    env = {**os.environ, "PYTHONPATH": str(CORE)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ollama_ramdisk.cli", "verify", "--jobs", "2",
+         "--store", built.root],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    time.sleep(1.0)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=BOUND)
+
+    assert time.monotonic() - sent < 2.0
+    assert process.returncode == 130
+    assert "interrupted" in err
+
+
+# ---------------------------------------------------------------- 5. digest case
+
+
+def test_a_layer_digest_in_upper_case_names_its_file_as_ollama_does(
+    store_factory: StoreFactory, tmpfs: MountTmpfs
+) -> None:
+    layer = weights(4096, "upper")
+    built = store_factory({"up:1": [layer]})
+    manifest = built.manifest_path("up:1")
+    document = json.loads(manifest.read_text())
+    upper = layer.hex.upper()
+    document["layers"][0]["digest"] = f"sha256:{upper}"
+    manifest.write_text(json.dumps(document))
+    (built.root / layer.relpath).rename(built.root / "blobs" / f"sha256-{upper}")
+    dest = tmpfs("8m") / "models"
+
+    populated = root_run("populate", "--json", "--source", built.root, "--dest", dest, "up:1")
+    status = root_run("status", "--json", "--store", dest)
+    verified = root_run("verify", "--json", "--store", dest)
+
+    assert populated.code == 0, populated.err
+    assert f"blobs/sha256-{upper}" in populated.json["copied"]
+    assert (dest / "blobs" / f"sha256-{upper}").read_bytes() == layer.content
+    assert status.json["models"][0]["residency"] == "ram"
+    assert verified.code == 0, verified.err
+
+
+# ---------------------------------------------------------------- 6. chmod through a link
+
+
+def test_the_metrics_file_is_never_chmodded_through_a_link(host: Host, tmp_path: Path) -> None:
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    os.chown(textfiles, UID, GID)  # writable by another user, as the review found it
+    victim = host.victim / "shadow"
+    before = victim.stat()
+    # The racer replaces every temporary file it sees with a link to the victim.
+    racer = subprocess.Popen(
+        ["setpriv", f"--reuid={UID}", f"--regid={GID}", "--clear-groups", "sh", "-c",
+         f"cd '{textfiles}'; while :; do for f in .ollama.prom.*; do"
+         f" [ -f \"$f\" ] && ln -sf '{victim}' \"$f\"; done; done"],
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        for _ in range(30):
+            root_run("status", "--store", host.dest, "--prometheus", textfiles / "ollama.prom")
+    finally:
+        os.killpg(racer.pid, signal.SIGKILL)
+        racer.wait()
+
+    after = victim.stat()
+    assert (after.st_mode, after.st_uid) == (before.st_mode, before.st_uid)
+    assert victim.read_bytes().startswith(b"root:")
+
+
+# ---------------------------------------------------------------- 7. the lock as a hard link
+
+
+@pytest.mark.parametrize(
+    ("command", "refusal"),
+    [
+        ("populate", "Permission denied"),  # the kernel: the owner may not write it
+        ("verify-repair", "Permission denied"),
+        ("populate-dry-run", "has other hard links"),  # readable: the check refuses it
+        ("verify", "has other hard links"),
+    ],
+)
+def test_a_lock_file_hard_linked_to_a_root_file_is_refused_untouched(
+    host: Host, command: str, refusal: str
+) -> None:
+    lock = host.dest / ".ollama-ramdisk.lock"
+    lock.unlink()
+    # A root file on the same file system; the link made by root, as the owner
+    # could with fs.protected_hardlinks=0.
+    victim = host.ramdisk / "root-file"
+    victim.write_bytes(b"root's")
+    victim.chmod(0o644)
+    os.link(victim, lock)
+
+    if command.startswith("populate"):
+        run = host.populate(*(["--dry-run"] if command.endswith("dry-run") else []))
+    elif command == "verify":
+        run = root_run("verify", "--store", host.dest)
+    else:
+        run = root_run("verify", "--store", host.dest, "--repair", "--source", host.source.root)
+
+    assert run.code == 1
+    assert f"{lock}: " in run.err
+    assert refusal in run.err
+    status = victim.stat()
+    assert (status.st_uid, status.st_mode & 0o777, victim.read_bytes()) == (0, 0o644, b"root's")
+
+
+# ---------------------------------------------------------------- 8. clear exit 2
+
+
+def _write_manifest(path: Path, raw: str) -> None:
+    command = ["setpriv", f"--reuid={UID}", f"--regid={GID}", "--clear-groups"]
+    subprocess.run([*command, "sh", "-c", f"cat > '{path}'"], input=raw, text=True, check=True)
+
+
+@pytest.mark.usefixtures("untouched")
+@pytest.mark.parametrize("command", ["status", "verify", "populate"])
+def test_a_manifest_nested_200000_levels_deep_is_malformed_not_a_traceback(
+    host: Host, command: str
+) -> None:
+    deep = "[" * 200_000 + "]" * 200_000
+    if command == "populate":
+        path = host.source.manifest_path("m:1")
+        run_argv = ["populate", "--source", host.source.root, "--dest", host.dest, "m:1"]
+    else:
+        path = host.dest / host.source.manifest_path("m:1").relative_to(host.source.root)
+        run_argv = [command, "--store", host.dest, *(["m:1"] if command == "verify" else [])]
+    _write_manifest(path, deep)
+
+    run = root_run(*run_argv, "--json")
+
+    assert "Traceback" not in run.err
+    assert "nested too deeply" in run.err + run.out
+    assert run.code == (2 if command == "populate" else 1 if command == "verify" else 0)
+
+
+def test_a_size_of_10_to_the_400_is_malformed_even_with_json(host: Host) -> None:
+    path = host.source.manifest_path("m:1")
+    document = json.loads(path.read_text())
+    document["layers"][0]["size"] = 10**400
+    _write_manifest(path, json.dumps(document))
+
+    plan = root_run("plan", "--json", "--source", host.source.root, "m:1")
+    status = root_run("status", "--json", "--store", host.source.root)
+
+    assert plan.code == 2
+    assert "Traceback" not in plan.err + status.err
+    assert "size 1000000000000000000000000000... (401 characters) is not a byte count" in plan.err
+    assert status.code == 0
+    assert status.json["models"][0]["residency"] == "partial"
+
+
+def test_dest_as_a_dangling_link_exits_2(host: Host, tmp_path: Path) -> None:
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+
+    run = root_run("populate", "--source", host.source.root, "--dest", dangling, "m:1")
+
+    assert run.code == 2
+    assert f"dest: {dangling} is a symlink" in run.err
+    assert "Traceback" not in run.err
+
+
+def test_a_400_digit_size_option_exits_2(host: Host) -> None:
+    run = root_run("plan", "--source", host.source.root, "--reserve", "9" * 400, "m:1")
+
+    assert run.code == 2
+    assert "reserve" in run.err
+    assert "is larger than any size a host can have" in run.err
+    assert "Traceback" not in run.err
+
+
+# ---------------------------------------------------------------- 9. listing outside the store
+
+
+@pytest.mark.usefixtures("untouched")
+def test_manifests_linked_to_a_root_only_directory_are_not_listed(host: Host) -> None:
+    (host.victim / "manifests").chmod(0o700)
+    attacker_shell(
+        f"rm -rf '{host.dest}/manifests' && ln -s '{host.victim}/manifests' '{host.dest}/manifests'"
+    )
+
+    run = root_run("status", "--json", "--store", host.dest)
+
+    assert run.code == 1
+    assert "manifests: is a symlink" in run.err
+    assert "library/x" not in run.out
+    (host.victim / "manifests").chmod(0o755)
