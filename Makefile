@@ -1,7 +1,8 @@
 # Entry points for people and CI. Every target that needs a tool first runs
 # scripts/ensure-host.sh, which installs what is missing (Debian packages, the
-# Docker engine, the virtual environment), so `make demo` and `make test` work
-# on a fresh Debian 12 machine.
+# Docker engine, the virtual environment, the real Ollama built from source and
+# the test models), so `make demo` and `make test` work on a fresh Debian 12
+# machine.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -18,10 +19,12 @@ export PY_COLORS ?= $(if $(CI),0,1)
 
 PLAYBOOKS := $(sort $(wildcard playbooks/*.yml))
 DEMO_INSTANCE := ollama-demo
-# Options of benchmarks/run.py, e.g. BENCH_ARGS="--quick" or "--repeat 9 --only 1,4".
+# Options of benchmarks/run.py, e.g. BENCH_ARGS="--quick" or "--repeat 9 --only 1,4",
+# and of benchmarks/loads.py (the real Ollama), e.g. LOADS_ARGS="--repeat 3".
 BENCH_ARGS ?=
+LOADS_ARGS ?=
 
-.PHONY: help ensure-host venv lint unit image molecule test demo demo-clean bench clean distclean
+.PHONY: help ensure-host venv ollama lint unit image molecule test demo demo-clean bench clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,23 +43,30 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile), playbook syntax
 	$(BIN)/ansible-lint
 	for playbook in $(PLAYBOOKS); do $(BIN)/ansible-playbook --syntax-check "$$playbook"; done
 
-unit: venv ## pytest: the core and the modules
+ollama: ensure-host ## Build the pinned Ollama from source and make the test models (cached per release)
+	scripts/ensure-host.sh models
+
+unit: venv ollama ## pytest: the core and the modules (the real Ollama too)
 	$(BIN)/pytest
 
 image: ## Build the local test image (skipped when present)
 	scripts/ensure-host.sh docker
 	scripts/build-test-image.sh
 
-molecule: ensure-host image ## Molecule: every scenario on systemd instances
+molecule: ensure-host ollama image ## Molecule: every scenario on systemd instances
 	$(BIN)/molecule test --all --exclude demo
 
 test: ensure-host lint unit molecule ## Everything CI runs: lint, unit tests, Molecule
 
-demo: ensure-host image ## A demo server with a sample store, provisioned by playbooks/site.yml
+demo: ensure-host ollama image ## A demo server with a sample store, provisioned by playbooks/site.yml
 	$(BIN)/molecule converge --scenario-name demo
 	@echo
 	@echo "== ollama-ramdisk status on $(DEMO_INSTANCE) =="
 	docker exec $(DEMO_INSTANCE) /usr/local/sbin/ollama-ramdisk status --store /mnt/ollama/models
+	@echo
+	@echo "== the real Ollama on $(DEMO_INSTANCE): ollama list, then ollama run (random weights: gibberish) =="
+	docker exec $(DEMO_INSTANCE) ollama list
+	docker exec $(DEMO_INSTANCE) ollama run llama3.1:8b "Say hello"
 	@echo
 	@echo "Log in with: docker exec -it $(DEMO_INSTANCE) bash    Remove it with: make demo-clean"
 
@@ -65,6 +75,7 @@ demo-clean: venv ## Remove the demo server
 
 bench: venv ## Performance figures, as root (benchmarks/RESULTS.md); BENCH_ARGS="--quick" for a smoke run
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+	$(PY) benchmarks/loads.py $(LOADS_ARGS)
 
 clean: ## Remove test instances and caches (keeps .venv and the test image)
 	if [[ -x $(BIN)/molecule ]] && docker info >/dev/null 2>&1; then $(BIN)/molecule destroy --all; fi

@@ -192,8 +192,70 @@ def api(host: Any, path: str) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
+def post(host: Any, path: str, body: dict[str, Any], timeout: int = 120) -> dict[str, Any]:
+    """POST a JSON body to the real server's API from inside the instance."""
+    script = (
+        "import json, sys, urllib.request; "
+        "request = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), "
+        "headers={'Content-Type': 'application/json'}); "
+        f"print(urllib.request.urlopen(request, timeout={timeout}).read().decode())"
+    )
+    result = host.run("python3 -c %s %s %s", script, API + path, json.dumps(body))
+    assert result.rc == 0, f"POST {path} {body} failed: {result.stderr}"
+    return json.loads(result.stdout)
+
+
+def generate(host: Any, model: str, **options: Any) -> dict[str, Any]:
+    """One token from the model: it loads in the real engine and answers."""
+    body = {"model": model, "prompt": "Hello", "stream": False}
+    body["options"] = {"num_predict": 1, **options}
+    answer = post(host, "/api/generate", body)
+    assert answer.get("done"), f"{model} did not answer: {answer}"
+    return answer
+
+
 def listed_models(host: Any) -> set[str]:
     return {model["name"] for model in api(host, "/api/tags")["models"]}
+
+
+def cli_listed_models(host: Any) -> set[str]:
+    """What `ollama list` prints, first column (the real CLI against the real server)."""
+    result = host.run("ollama list")
+    assert result.rc == 0, result.stderr
+    return {line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()}
+
+
+def model_blob(store: Store, name: Name) -> str:
+    """The blob holding a model's weights (media type ...image.model)."""
+    layers = [layer for layer in store.layers(name) if layer["mediaType"].endswith(".model")]
+    assert len(layers) == 1, f"{name.display} has {len(layers)} weight layers"
+    return str(layers[0]["digest"]).replace(":", "-", 1)
+
+
+def engine_files(host: Any, blob: str) -> tuple[list[str], list[str]]:
+    """The llama-server engine serving ``blob``: the files it maps that hold the
+    blob (resolved paths, as /proc/PID/maps shows them) and its open files."""
+    pids = host.run("pgrep -f -- '--model .*%s'", blob).stdout.split()
+    assert pids, f"no llama-server runs with {blob}"
+    maps = host.run("cat /proc/%s/maps", pids[0]).stdout
+    mapped = sorted({line.split(None, 5)[5] for line in maps.splitlines()
+                     if blob in line and len(line.split(None, 5)) == 6})  # fmt: skip
+    fds = host.run("ls -l /proc/%s/fd", pids[0]).stdout
+    opened = sorted({line.rsplit(" -> ", 1)[1] for line in fds.splitlines()
+                     if blob in line and " -> " in line})  # fmt: skip
+    return mapped, opened
+
+
+def assert_loads_from(host: Any, store: Store, name: Name, where: str) -> None:
+    """A generate with mmap on (the default on GPU hosts): the engine maps the
+    model's weights from ``where`` (the tmpfs for hot models, the disk store
+    through the link for cold ones), and nothing else."""
+    blob = model_blob(store, name)
+    generate(host, name.display, use_mmap=True)
+    mapped, opened = engine_files(host, blob)
+    assert mapped or opened, f"{name.display}: the engine has {blob} neither mapped nor open"
+    for path in mapped + opened:
+        assert path == f"{where}/blobs/{blob}", f"{name.display}: the engine reads {path}"
 
 
 def service_env(host: Any) -> dict[str, str]:

@@ -17,7 +17,7 @@ SUITE=${SUITE:-bookworm}
 # The same variable names the image for Molecule (molecule/*/molecule.yml).
 IMAGE=${OLLAMA_RAMDISK_TEST_IMAGE:-ollama-ramdisk-test:$SUITE}
 CACHE=${CACHE_DIR:-$ROOT/.cache}/test-image
-INCLUDE=systemd,systemd-sysv,dbus,python3,iproute2,procps,sudo,mount,util-linux,ca-certificates,curl
+INCLUDE=systemd,systemd-sysv,dbus,python3,iproute2,procps,sudo,mount,util-linux,ca-certificates,curl,libgomp1
 # Units that have nothing to do in a container only slow the boot down.
 MASK=(
     getty@tty1.service console-getty.service systemd-firstboot.service

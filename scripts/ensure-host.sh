@@ -11,7 +11,9 @@
 #     `llama-quantize`) built by Ollama's own CMake project; cached per
 #     release outside the checkout, so a fresh clone on the same machine
 #     reuses it. Its last line on stdout is the install prefix
-#     (`bin/ollama`, `lib/ollama/`).
+#     (`bin/ollama`, `lib/ollama/`);
+#   - `models`: the test models made with that Ollama (last line: their
+#     directory: store archives, their records, GGUFs for tests to import).
 # Every step is skipped when already done, so `make` targets can call it
 # freely.
 set -euo pipefail
@@ -119,11 +121,14 @@ ensure_venv() {
     touch "$STAMP"
 }
 
+# The pinned release (scripts/ollama-pin.env, the one place it is written).
+ollama_pin() { sed -n 's/^OLLAMA_PIN=//p' "$ROOT/scripts/ollama-pin.env"; }
+
 # The Ollama release under test: built once per pin, then reused.
 ensure_ollama() {
-    # shellcheck source=scripts/ollama-pin.env
-    source "$ROOT/scripts/ollama-pin.env"
-    local pin=$OLLAMA_PIN version=${OLLAMA_PIN#v}
+    local pin version
+    pin=$(ollama_pin)
+    version=${pin#v}
     local prefix=$OLLAMA_RAMDISK_CACHE/ollama-$pin
     if [[ -x $prefix/bin/ollama && -f $prefix/.complete ]]; then
         printf '%s\n' "$prefix"
@@ -179,13 +184,31 @@ ensure_ollama() {
     "$stage/lib/ollama/llama-server" --version >/dev/null 2>&1
     [[ -x $stage/lib/ollama/llama-quantize ]]
 
-    step "install into $prefix"
+    step "install into $prefix (and $prefix.tar for test instances)"
+    cp "$tree/llama.cpp/models/ggml-vocab-llama-spm.gguf" "$work/"
     rm -rf "$prefix"
     mv "$stage" "$prefix"
+    tar -C "$prefix" -cf "$prefix.tar" bin lib
     touch "$prefix/.complete"
     trap - ERR
     log "ollama $pin ready in $prefix"
     printf '%s\n' "$prefix"
+}
+
+# The test models: random-weight GGUFs imported with the real `ollama create`
+# (scripts/make-test-models.py), cached beside the Ollama build they need.
+ensure_models() {
+    local prefix vocab out
+    prefix=$(ensure_ollama | tail -n 1)
+    vocab=$OLLAMA_RAMDISK_CACHE/build-$(ollama_pin)/ggml-vocab-llama-spm.gguf
+    out=$OLLAMA_RAMDISK_CACHE/models-$(ollama_pin)
+    ensure_venv
+    local set
+    for set in small large; do
+        log "test models ($set): $("$VENV/bin/python" "$ROOT/scripts/make-test-models.py" \
+            --ollama "$prefix" --vocab "$vocab" --out "$out" --set "$set")"
+    done
+    printf '%s\n' "$out"
 }
 
 main() {
@@ -196,7 +219,8 @@ main() {
         docker) ensure_packages; ensure_docker ;;
         venv) ensure_packages; ensure_venv ;;
         ollama) ensure_packages >&2; ensure_ollama ;;
-        *) log "usage: $0 [all|packages|docker|venv|ollama]"; exit 2 ;;
+        models) ensure_packages >&2; ensure_models ;;
+        *) log "usage: $0 [all|packages|docker|venv|ollama|models]"; exit 2 ;;
     esac
 }
 

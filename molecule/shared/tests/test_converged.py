@@ -14,13 +14,16 @@ from conftest import (
     Name,
     Store,
     api,
+    assert_loads_from,
     assert_no_stray_blobs,
     assert_ram_disk_serves,
+    cli_listed_models,
     fstab_entries,
     fstab_size,
     journal,
     listed_models,
     live_mount,
+    model_blob,
     names,
     plan_size,
     service_env,
@@ -156,9 +159,47 @@ def test_preloaded_models_are_loaded(host: Any, hostvars: dict[str, Any]) -> Non
     assert {name.display for name in preload} <= loaded
 
 
-def test_stand_in_saw_a_full_ram_disk_when_it_started(
+def test_ollama_list_shows_exactly_the_hot_and_cold_models(
     host: Any, hot: list[Name], cold: list[Name]
 ) -> None:
-    starts = [line for line in journal(host).splitlines() if "ollama-standin: serving" in line]
-    assert starts, "the Ollama server did not log its start in this boot"
-    assert all(name.display in starts[-1] for name in hot + cold), starts[-1]
+    assert cli_listed_models(host) == {name.display for name in hot + cold}
+
+
+def test_every_hot_model_answers_with_its_weights_mapped_from_the_ram_disk(
+    host: Any, ram: Store, hot: list[Name]
+) -> None:
+    for name in hot:
+        assert_loads_from(host, ram, name, ram.root)
+
+
+def test_every_cold_model_answers_with_its_weights_mapped_from_the_disk_store(
+    host: Any, ram: Store, disk: Store, hot: list[Name], cold: list[Name]
+) -> None:
+    hot_blobs = {model_blob(ram, name) for name in hot}
+    cold_only = [name for name in cold if model_blob(ram, name) not in hot_blobs]
+    if not cold_only:
+        pytest.skip("no cold model with weights of its own on this host")
+    for name in cold_only:
+        assert_loads_from(host, ram, name, disk.root)
+
+
+def test_preloaded_models_expire_as_the_keep_alive_says(
+    host: Any, hostvars: dict[str, Any]
+) -> None:
+    preload = names(hostvars.get("ollama_service_preload", []))
+    keep_alive = str(hostvars.get("ollama_service_environment", {}).get("OLLAMA_KEEP_ALIVE"))
+    if not preload or keep_alive != "-1":
+        pytest.skip("no preload kept forever on this host")
+    loaded = {model["name"]: model for model in api(host, "/api/ps")["models"]}
+    for name in preload:
+        expires = loaded[name.display]["expires_at"]
+        # -1 keeps it loaded for ever: Ollama reports a time centuries ahead.
+        assert int(expires[:4]) > 2100, f"{name.display} expires at {expires}"
+
+
+def test_ollama_started_on_a_sound_store(host: Any) -> None:
+    """Ollama's own start-up read every manifest (else it logs that it skips the
+    prune) and removed no blob."""
+    log = journal(host)
+    assert "corrupt manifests detected" not in log
+    assert "total unused blobs removed: 0" in log, log[-3000:]

@@ -86,3 +86,13 @@ def test_api_lists_the_new_set_and_the_pulled_model(
     host: Any, hot: list[Name], cold: list[Name]
 ) -> None:
     assert listed_models(host) == {name.display for name in [*hot, *cold, PULLED]}
+
+
+def test_a_hot_model_removed_in_ram_with_ollama_rm_is_back(
+    host: Any, hostvars: dict[str, Any], ram: Store, disk: Store
+) -> None:
+    removed = Name.parse(hostvars["fixture_removed_in_ram"])
+    assert removed.manifest in ram.manifests
+    for blob in disk.blob_names(removed):
+        assert ram.blobs[blob]["sha256"] == blob.split("-", 1)[1], f"{blob} is not back"
+    assert removed.display in listed_models(host)

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Model loads and switches with the real Ollama and its engine, RAM disk against disk.
+
+    sudo .venv/bin/python benchmarks/loads.py              # 5 repeats
+    sudo .venv/bin/python benchmarks/loads.py --repeat 3
+
+Two 1.07 GB random-weight llama models (scripts/make-test-models.py, imported
+with the real `ollama create`) sit in a disk store; `ollama-ramdisk populate`
+copies them into a fresh tmpfs. The real server (scripts/ensure-host.sh
+ollama) then serves each store in turn, on a loopback port:
+
+- a load: `/api/generate` with only `model` and `keep_alive` (and `use_mmap`
+  for the mapped variant), unloaded with `keep_alive: 0` between runs; wall
+  time and Ollama's own `load_duration`; from the RAM disk, from the disk
+  store with a cold page cache (caches dropped before each load) and with a
+  warm one; with Ollama's default on this host (no GPU: weights read into
+  the engine's memory) and with `use_mmap: true`;
+- a switch: the two models alternating with OLLAMA_MAX_LOADED_MODELS=1, each
+  request one token, RAM disk against the disk store (cold and warm).
+
+Medians of the repeats, all conditions measured in one run and interleaved,
+ratios against the RAM disk. Needs root (mount, drop_caches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_WORKDIR = Path("/var/tmp/ollama-ramdisk-bench/loads")
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "out" / "loads.md"
+MODELS = ("bench-a:1b", "bench-b:1b")
+
+
+def last_line(*argv: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def drop_caches() -> None:
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """The real `ollama serve` on a store, reached on a loopback port."""
+
+    def __init__(self, prefix: Path, store: Path, log: Path, max_loaded: int) -> None:
+        self.url = f"127.0.0.1:{free_port()}"
+        env = {
+            **os.environ,
+            "OLLAMA_HOST": self.url,
+            "OLLAMA_MODELS": str(store),
+            "OLLAMA_MAX_LOADED_MODELS": str(max_loaded),
+            "OLLAMA_KEEP_ALIVE": "10m",
+        }
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [str(prefix / "bin" / "ollama"), "serve"], env=env, stdout=output, stderr=output
+            )
+        for _ in range(300):
+            with contextlib.suppress(OSError):
+                self.call("GET", "/api/version")
+                return
+            time.sleep(0.1)
+        raise SystemExit(f"loads: the server on {store} did not answer; see {log}")
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://{self.url}{path}", data=data, method=method)
+        with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310 - loopback
+            return json.loads(response.read())
+
+    def load(self, model: str, mmap: bool) -> tuple[float, float]:
+        """(wall seconds, Ollama's load_duration seconds) of one load."""
+        body: dict = {"model": model, "keep_alive": "10m"}
+        if mmap:
+            body["options"] = {"use_mmap": True}
+        started = time.monotonic()
+        answer = self.call("POST", "/api/generate", body)
+        return time.monotonic() - started, answer.get("load_duration", 0) / 1e9
+
+    def one_token(self, model: str) -> float:
+        started = time.monotonic()
+        self.call(
+            "POST",
+            "/api/generate",
+            {"model": model, "prompt": "Hi", "stream": False, "options": {"num_predict": 1}},
+        )
+        return time.monotonic() - started
+
+    def unload_all(self) -> None:
+        for model in self.call("GET", "/api/ps").get("models", []):
+            self.call("POST", "/api/generate", {"model": model["name"], "keep_alive": 0})
+        for _ in range(200):
+            if not self.call("GET", "/api/ps").get("models"):
+                return
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+@dataclass
+class Condition:
+    label: str
+    store: Path
+    cold: bool = False
+    samples: list[float] = field(default_factory=list)
+    load_durations: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+@contextlib.contextmanager
+def ramdisk(workdir: Path, disk_store: Path, cli: list[str]) -> Iterator[Path]:
+    mount = workdir / "ramdisk"
+    mount.mkdir(parents=True, exist_ok=True)
+    size = sum(f.stat().st_size for f in (disk_store / "blobs").iterdir()) * 12 // 10 + (64 << 20)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mount)], check=True
+    )
+    try:
+        subprocess.run(
+            [*cli, "populate", "-q", "--source", str(disk_store), "--dest", str(mount / "models"),
+             *MODELS],
+            check=True,
+        )  # fmt: skip
+        yield mount / "models"
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def prepare(workdir: Path) -> tuple[Path, Path]:
+    prefix = Path(last_line(str(ROOT / "scripts" / "ensure-host.sh"), "ollama"))
+    models = Path(last_line(str(ROOT / "scripts" / "ensure-host.sh"), "models"))
+    pin = prefix.name.removeprefix("ollama-")
+    vocab = prefix.parent / f"build-{pin}" / "ggml-vocab-llama-spm.gguf"
+    archive = Path(last_line(sys.executable, str(ROOT / "scripts" / "make-test-models.py"),
+                             "--ollama", str(prefix), "--vocab", str(vocab),
+                             "--out", str(models), "--set", "bench"))  # fmt: skip
+    disk_store = workdir / f"disk-{archive.stem}"
+    if not (disk_store / "manifests").is_dir():
+        disk_store.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(disk_store)  # noqa: S202 - our own archive
+    return prefix, disk_store
+
+
+def measure_loads(
+    prefix: Path, conditions: list[Condition], mmap: bool, repeat: int, log: Path
+) -> None:
+    servers = {c.label: Server(prefix, c.store, log, max_loaded=1) for c in conditions}
+    try:
+        for _ in range(repeat):
+            for condition in conditions:  # interleaved: the machine's noise hits all alike
+                server = servers[condition.label]
+                server.unload_all()
+                if condition.cold:
+                    drop_caches()
+                elif not condition.samples:
+                    server.load(MODELS[0], mmap)  # warm the page cache once
+                    server.unload_all()
+                wall, load_duration = server.load(MODELS[0], mmap)
+                condition.samples.append(wall)
+                condition.load_durations.append(load_duration)
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def measure_switches(prefix: Path, conditions: list[Condition], repeat: int, log: Path) -> None:
+    servers = {c.label: Server(prefix, c.store, log, max_loaded=1) for c in conditions}
+    try:
+        for server in servers.values():
+            server.one_token(MODELS[1])
+        for round_ in range(repeat):
+            for condition in conditions:
+                server = servers[condition.label]
+                for model in (MODELS[round_ % 2], MODELS[(round_ + 1) % 2]):
+                    if condition.cold:
+                        drop_caches()
+                    condition.samples.append(server.one_token(model))
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def table(title: str, conditions: list[Condition], with_load_duration: bool) -> list[str]:
+    base = conditions[0].median
+    head = "| where the model is | median wall | vs RAM disk |"
+    rule = "|---|---|---|"
+    if with_load_duration:
+        head += " Ollama's load_duration (median) |"
+        rule += "---|"
+    lines = [f"### {title}", "", head, rule]
+    for condition in conditions:
+        row = f"| {condition.label} | {condition.median:.2f} s | {condition.median / base:.2f}x |"
+        if with_load_duration:
+            row += f" {statistics.median(condition.load_durations):.2f} s |"
+        lines.append(row)
+    return [*lines, ""]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("loads: needs root (tmpfs mounts, drop_caches)")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    prefix, disk_store = prepare(args.workdir)
+    cli = [sys.executable, "-m", "ollama_ramdisk.cli"]
+    os.environ["PYTHONPATH"] = str(ROOT / "module_utils")
+    log = args.workdir / "serve.log"
+    out: list[str] = [
+        "## Loads and switches with the real Ollama",
+        "",
+        f"Ollama {prefix.name}, two models of "
+        f"{sum(f.stat().st_size for f in (disk_store / 'blobs').iterdir()) / 2 / 1e9:.2f} GB,"
+        f" {os.cpu_count()} cores, median of {args.repeat}, `benchmarks/loads.py`.",
+        "",
+    ]
+    with ramdisk(args.workdir, disk_store, cli) as ram_store:
+
+        def conditions() -> list[Condition]:
+            return [
+                Condition("RAM disk (tmpfs)", ram_store),
+                Condition("disk store, cold page cache", disk_store, cold=True),
+                Condition("disk store, warm page cache", disk_store),
+            ]
+
+        for mmap, what in ((False, "Ollama's default here (no GPU: no mmap)"),
+                           (True, "use_mmap: true")):  # fmt: skip
+            loads = conditions()
+            measure_loads(prefix, loads, mmap, args.repeat, log)
+            out += table(f"A load, {what}", loads, with_load_duration=True)
+        switches = conditions()
+        measure_switches(prefix, switches, args.repeat, log)
+        out += table("A switch between two models (OLLAMA_MAX_LOADED_MODELS=1)", switches, False)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(out))
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

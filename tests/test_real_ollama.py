@@ -1,0 +1,244 @@
+"""The core against the real Ollama: a RAM disk it fills is one Ollama serves.
+
+The server and engine are the ones `scripts/ensure-host.sh ollama` builds
+from source; the models are the real `ollama create` imports of
+`scripts/ensure-host.sh models`. Each test runs `ollama serve` on a loopback
+port with its store on a real tmpfs that `populate` filled, as ExecStartPre
+does, and asks the server itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import tarfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from storegen import MountTmpfs
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tmpfs mounts need root")
+
+ROOT = Path(__file__).resolve().parents[1]
+HOT = ["llama3.1:8b", "llama3.1:latest", "mistral:7b"]
+COLD = ["gemma2:2b"]
+
+
+def _last_line(step: str) -> Path:
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "ensure-host.sh"), step],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"ensure-host.sh {step} failed:\n{done.stderr[-3000:]}"
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def ollama_prefix() -> Path:
+    return _last_line("ollama")
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    return _last_line("models")
+
+
+@pytest.fixture
+def disk_store(models_dir: Path, tmp_path: Path) -> Path:
+    """The small test store, unpacked as `ollama create` left it."""
+    archive = next(models_dir.glob("store-small-*.tar"))
+    store = tmp_path / "disk" / "models"
+    store.mkdir(parents=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(store)  # noqa: S202 - our own archive
+    return store
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Ollama:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(f"http://{self.url}{path}", timeout=30) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, body: dict) -> dict:
+        request = urllib.request.Request(
+            f"http://{self.url}{path}", data=json.dumps(body).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+            return json.loads(response.read())
+
+    def listed(self) -> set[str]:
+        return {model["name"] for model in self.get("/api/tags")["models"]}
+
+    def generate(self, model: str, **options: object) -> dict:
+        body = {"model": model, "prompt": "Hello", "stream": False}
+        body["options"] = {"num_predict": 1, **options}
+        return self.post("/api/generate", body)
+
+    def engine_maps(self, blob: str) -> set[str]:
+        """Files the engine serving ``blob`` maps that hold it (resolved paths)."""
+        found = subprocess.run(
+            ["pgrep", "-f", "--", f"--model .*{blob}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        paths: set[str] = set()
+        for pid in found.stdout.split():
+            for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+                fields = line.split(None, 5)
+                if len(fields) == 6 and blob in fields[5]:
+                    paths.add(fields[5])
+        return paths
+
+
+@pytest.fixture
+def serve(ollama_prefix: Path, tmp_path: Path) -> Iterator:
+    started: list[Ollama] = []
+
+    def start(store: Path) -> Ollama:
+        url = f"127.0.0.1:{_free_port()}"
+        log = tmp_path / f"serve-{len(started)}.log"
+        env = {**os.environ, "OLLAMA_HOST": url, "OLLAMA_MODELS": str(store), "HOME": str(tmp_path)}
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [str(ollama_prefix / "bin" / "ollama"), "serve"],
+                env=env,
+                stdout=output,
+                stderr=output,
+            )
+        server = Ollama(url, process, log)
+        started.append(server)
+        for _ in range(200):
+            try:
+                server.get("/api/version")
+                return server
+            except OSError:
+                assert process.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.05)
+        pytest.fail(f"ollama serve did not answer: {log.read_text()[-3000:]}")
+
+    yield start
+    for server in started:
+        server.process.terminate()
+        server.process.wait(timeout=30)
+
+
+def _populate(cli, disk_store: Path, dest: Path) -> None:
+    run = cli("populate", "-q", "--source", disk_store, "--dest", dest, "--cold", *COLD, *HOT)
+    assert run.code == 0, run.err
+
+
+def _weights_blob(store: Path, model: str) -> str:
+    name, _, tag = model.partition(":")
+    manifest = json.loads((store / "manifests/registry.ollama.ai/library" / name / tag).read_text())
+    (layer,) = [x for x in manifest["layers"] if x["mediaType"].endswith(".model")]
+    return str(layer["digest"]).replace(":", "-")
+
+
+def test_ollama_lists_and_answers_every_test_model_from_a_populated_ram_disk(
+    cli, disk_store: Path, models_dir: Path, tmpfs: MountTmpfs, serve
+) -> None:
+    every = sorted(json.loads(next(models_dir.glob("store-small-*.json")).read_text()))
+    ram = tmpfs("64m") / "models"
+    run = cli("populate", "-q", "--source", disk_store, "--dest", ram, *every)
+    assert run.code == 0, run.err
+
+    ollama = serve(ram)
+
+    assert ollama.listed() == set(every)
+    for model in every:
+        assert ollama.generate(model)["done"], model
+
+
+def test_the_engine_maps_hot_weights_from_the_tmpfs_and_cold_ones_from_disk(
+    cli, disk_store: Path, tmpfs: MountTmpfs, serve
+) -> None:
+    ram = tmpfs("64m") / "models"
+    _populate(cli, disk_store, ram)
+    ollama = serve(ram)
+
+    hot_blob = _weights_blob(ram, "mistral:7b")
+    cold_blob = _weights_blob(ram, "gemma2:2b")
+    assert ollama.generate("mistral:7b", use_mmap=True)["done"]
+    assert ollama.generate("gemma2:2b", use_mmap=True)["done"]
+
+    assert ollama.engine_maps(hot_blob) == {f"{ram}/blobs/{hot_blob}"}
+    assert ollama.engine_maps(cold_blob) == {f"{disk_store}/blobs/{cold_blob}"}
+
+
+def _listing(root: Path) -> dict[str, tuple]:
+    return {
+        str(path.relative_to(root)): (
+            path.lstat().st_ino,
+            os.readlink(path) if path.is_symlink() else path.lstat().st_size,
+        )
+        for path in root.rglob("*")
+    }
+
+
+def test_ollamas_start_up_prune_keeps_every_file_and_link_of_the_ram_disk(
+    cli, disk_store: Path, tmpfs: MountTmpfs, serve
+) -> None:
+    ram = tmpfs("64m") / "models"
+    _populate(cli, disk_store, ram)
+    # Ollama prunes only files older than an hour: age them so the prune is real.
+    hours_ago = time.time() - 3 * 3600
+    for path in [ram, *ram.rglob("*")]:
+        os.utime(path, (hours_ago, hours_ago), follow_symlinks=False)
+    before = _listing(ram)
+
+    ollama = serve(ram)
+
+    assert ollama.listed() == set(HOT + COLD)
+    log = ollama.log.read_text()
+    assert "corrupt manifests detected" not in log
+    assert f"total blobs: {len(list((ram / 'blobs').iterdir()))}" in log
+    assert "total unused blobs removed: 0" in log
+    assert _listing(ram) == before
+
+
+def test_a_model_made_in_ram_with_ollama_create_is_kept_and_reported_ram_only(
+    cli, disk_store: Path, tmpfs: MountTmpfs, serve, *, models_dir: Path, ollama_prefix: Path
+) -> None:
+    ram = tmpfs("64m") / "models"
+    _populate(cli, disk_store, ram)
+    ollama = serve(ram)
+    modelfile = ram.parent / "Modelfile"
+    modelfile.write_text(f"FROM {models_dir / 'tinyllama.gguf'}\nPARAMETER num_predict 8\n")
+    created = subprocess.run(
+        [str(ollama_prefix / "bin" / "ollama"), "create", "tinyllama:chat", "-f", str(modelfile)],
+        env={**os.environ, "OLLAMA_HOST": ollama.url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+
+    run = cli(
+        "populate", "--json", "--prune", "--source", disk_store, "--dest", ram,
+        "--cold", *COLD, *HOT,
+    )  # fmt: skip
+
+    assert run.code == 0, run.err
+    assert run.json["ram_only"] == ["registry.ollama.ai/library/tinyllama:chat"]
+    assert "tinyllama:chat" in ollama.listed()
+    assert ollama.generate("tinyllama:chat")["done"]
