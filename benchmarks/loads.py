@@ -91,10 +91,13 @@ class Server:
             return json.loads(response.read())
 
     def load(self, model: str, mmap: bool) -> tuple[float, float]:
-        """(wall seconds, Ollama's load_duration seconds) of one load."""
-        body: dict = {"model": model, "keep_alive": "10m"}
-        if mmap:
-            body["options"] = {"use_mmap": True}
+        """(wall seconds, Ollama's load_duration seconds) of one load and one token.
+
+        A request with only ``model`` and ``keep_alive`` loads too, but its answer
+        carries no load_duration: one token costs milliseconds and reports it."""
+        options: dict = {"num_predict": 1, **({"use_mmap": True} if mmap else {})}
+        body = {"model": model, "prompt": "Hi", "stream": False, "keep_alive": "10m",
+                "options": options}  # fmt: skip
         started = time.monotonic()
         answer = self.call("POST", "/api/generate", body)
         return time.monotonic() - started, answer.get("load_duration", 0) / 1e9
@@ -126,6 +129,7 @@ class Condition:
     label: str
     store: Path
     cold: bool = False
+    model: str = MODELS[0]
     samples: list[float] = field(default_factory=list)
     load_durations: list[float] = field(default_factory=list)
 
@@ -153,7 +157,7 @@ def ramdisk(workdir: Path, disk_store: Path, cli: list[str]) -> Iterator[Path]:
         subprocess.run(["umount", str(mount)], check=False)
 
 
-def prepare(workdir: Path) -> tuple[Path, Path]:
+def prepare(workdir: Path) -> tuple[Path, Path, Path]:
     prefix = Path(last_line(str(ROOT / "scripts" / "ensure-host.sh"), "ollama"))
     models = Path(last_line(str(ROOT / "scripts" / "ensure-host.sh"), "models"))
     pin = prefix.name.removeprefix("ollama-")
@@ -166,7 +170,7 @@ def prepare(workdir: Path) -> tuple[Path, Path]:
         disk_store.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
             tar.extractall(disk_store)  # noqa: S202 - our own archive
-    return prefix, disk_store
+    return prefix, disk_store, archive
 
 
 def measure_loads(
@@ -181,9 +185,9 @@ def measure_loads(
                 if condition.cold:
                     drop_caches()
                 elif not condition.samples:
-                    server.load(MODELS[0], mmap)  # warm the page cache once
+                    server.load(condition.model, mmap)  # warm the page cache once
                     server.unload_all()
-                wall, load_duration = server.load(MODELS[0], mmap)
+                wall, load_duration = server.load(condition.model, mmap)
                 condition.samples.append(wall)
                 condition.load_durations.append(load_duration)
     finally:
@@ -206,6 +210,24 @@ def measure_switches(prefix: Path, conditions: list[Condition], repeat: int, log
     finally:
         for server in servers.values():
             server.stop()
+
+
+def read_seconds(path: Path, cold: bool) -> float:
+    """Reading the whole blob once: the I/O a load that copies must do."""
+    if cold:
+        drop_caches()
+    started = time.monotonic()
+    with path.open("rb", buffering=0) as handle:
+        while handle.read(8 << 20):
+            pass
+    return time.monotonic() - started
+
+
+def weights_path(store: Path, model: str) -> Path:
+    name, _, tag = model.partition(":")
+    manifest = json.loads((store / "manifests/registry.ollama.ai/library" / name / tag).read_text())
+    (layer,) = [x for x in manifest["layers"] if x["mediaType"].endswith(".model")]
+    return store / "blobs" / str(layer["digest"]).replace(":", "-")
 
 
 def table(title: str, conditions: list[Condition], with_load_duration: bool) -> list[str]:
@@ -233,7 +255,7 @@ def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         raise SystemExit("loads: needs root (tmpfs mounts, drop_caches)")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    prefix, disk_store = prepare(args.workdir)
+    prefix, disk_store, small_archive = prepare(args.workdir)
     cli = [sys.executable, "-m", "ollama_ramdisk.cli"]
     os.environ["PYTHONPATH"] = str(ROOT / "module_utils")
     log = args.workdir / "serve.log"
@@ -246,20 +268,40 @@ def main(argv: list[str]) -> int:
         "",
     ]
     with ramdisk(args.workdir, disk_store, cli) as ram_store:
+        small_store = args.workdir / "small"
+        if not (small_store / "manifests").is_dir():
+            small_store.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(next(small_archive.parent.glob("store-small-*.tar"))) as tar:
+                tar.extractall(small_store)  # noqa: S202 - our own archive
 
         def conditions() -> list[Condition]:
             return [
                 Condition("RAM disk (tmpfs)", ram_store),
                 Condition("disk store, cold page cache", disk_store, cold=True),
                 Condition("disk store, warm page cache", disk_store),
+                # What every load pays whatever the store: starting the engine.
+                Condition("floor: a 5 MB model (engine start)", small_store, model="mistral:7b"),
             ]
+
+        blob = weights_path(disk_store, MODELS[0])
+        reads = [("RAM disk (tmpfs)", weights_path(ram_store, MODELS[0]), False),
+                 ("disk store, cold page cache", blob, True),
+                 ("disk store, warm page cache", blob, False)]  # fmt: skip
+        read_times = {label: statistics.median(read_seconds(path, cold) for _ in range(3))
+                      for label, path, cold in reads}  # fmt: skip
+        out += ["### Reading the weights once (what a copying load must read)", "",
+                "| from | median | GB/s |", "|---|---|---|"]  # fmt: skip
+        size = blob.stat().st_size
+        out += [f"| {label} | {sec:.2f} s | {size / sec / 1e9:.1f} |"
+                for label, sec in read_times.items()]  # fmt: skip
+        out.append("")
 
         for mmap, what in ((False, "Ollama's default here (no GPU: no mmap)"),
                            (True, "use_mmap: true")):  # fmt: skip
             loads = conditions()
             measure_loads(prefix, loads, mmap, args.repeat, log)
             out += table(f"A load, {what}", loads, with_load_duration=True)
-        switches = conditions()
+        switches = conditions()[:3]
         measure_switches(prefix, switches, args.repeat, log)
         out += table("A switch between two models (OLLAMA_MAX_LOADED_MODELS=1)", switches, False)
     args.output.parent.mkdir(parents=True, exist_ok=True)
