@@ -242,3 +242,37 @@ def test_a_model_made_in_ram_with_ollama_create_is_kept_and_reported_ram_only(
     assert run.json["ram_only"] == ["registry.ollama.ai/library/tinyllama:chat"]
     assert "tinyllama:chat" in ollama.listed()
     assert ollama.generate("tinyllama:chat")["done"]
+
+
+def test_a_model_made_in_ram_is_written_back_and_answers_from_the_disk_store(
+    cli, disk_store: Path, tmpfs: MountTmpfs, serve, *, models_dir: Path, ollama_prefix: Path
+) -> None:
+    ram = tmpfs("64m") / "models"
+    _populate(cli, disk_store, ram)
+    in_ram = serve(ram)
+    modelfile = ram.parent / "Modelfile"
+    modelfile.write_text(f"FROM {models_dir / 'tinyllama.gguf'}\nPARAMETER num_predict 8\n")
+    subprocess.run(
+        [str(ollama_prefix / "bin" / "ollama"), "create", "tinyllama:chat", "-f", str(modelfile)],
+        env={**os.environ, "OLLAMA_HOST": in_ram.url},
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(
+        [str(ollama_prefix / "bin" / "ollama"), "cp", "mistral:7b", "mistral:mine"],
+        env={**os.environ, "OLLAMA_HOST": in_ram.url},
+        capture_output=True,
+        check=True,
+    )
+
+    run = cli("writeback", "--json", "--verify", "--reserve", "0", "--source", disk_store,
+              "--dest", ram)  # fmt: skip
+
+    assert run.code == 0, run.err
+    assert sorted(run.json["written"]) == [
+        "registry.ollama.ai/library/mistral:mine",
+        "registry.ollama.ai/library/tinyllama:chat",
+    ]
+    on_disk = serve(disk_store)
+    assert {"tinyllama:chat", "mistral:mine"} <= on_disk.listed()
+    assert on_disk.generate("tinyllama:chat")["done"]

@@ -612,3 +612,30 @@ def test_manifests_linked_to_a_root_only_directory_are_not_listed(host: Host) ->
     assert "manifests: is a symlink" in run.err
     assert "library/x" not in run.out
     (host.victim / "manifests").chmod(0o755)
+
+
+# ---------------------------------------------------------------- write-back
+
+
+@pytest.mark.usefixtures("untouched")
+def test_a_root_write_back_works_as_the_owner_and_follows_no_link(host: Host) -> None:
+    # A model made in RAM by an API client, one of its blobs a link to root's secret.
+    name = "34" * 32
+    document = {"schemaVersion": 2, "config": {"mediaType": "x", "digest": f"sha256:{name}",
+                "size": len(host.secret.read_bytes())}, "layers": []}  # fmt: skip
+    thief = host.dest / "manifests/registry.ollama.ai/library/thief/1"
+    attacker_shell(f"mkdir -p '{thief.parent}' && printf '%s' '{json.dumps(document)}' > '{thief}'")
+    attacker_shell(f"ln -s '{host.secret}' '{host.dest}/blobs/sha256-{name}'")
+    made = host.dest / "manifests/registry.ollama.ai/library/made/1"
+    attacker_shell(f"mkdir -p '{made.parent}' && cp '{host.dest}/manifests/registry.ollama.ai/"
+                   f"library/m/1' '{made}'")  # fmt: skip
+
+    run = root_run("writeback", "--json", "--reserve", "0", "--source", host.source.root,
+                   "--dest", host.dest)  # fmt: skip
+
+    assert run.code == 1
+    assert "thief:1 not written back" in run.err
+    assert not (host.source.root / "blobs" / f"sha256-{name}").exists()
+    written = host.source.root / "manifests/registry.ollama.ai/library/made/1"
+    assert written.read_bytes() == made.read_bytes()
+    assert (written.stat().st_uid, written.stat().st_gid) == (UID, GID)

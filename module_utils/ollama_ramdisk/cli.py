@@ -137,6 +137,30 @@ examples:
 
 {EXIT_STATUS}"""
 
+WRITEBACK_DESCRIPTION = """\
+Copy every model that exists only in the RAM disk (made there by `ollama
+pull`, `create` or `cp`) back to the disk store, so that a reboot does not
+lose it: the blobs the disk store lacks, then the manifest.
+
+The RAM disk is written by any client of Ollama's API, so nothing in it is
+trusted: no link below its root is followed, only regular files with
+Ollama's names are read, and everything is written into --source only, with
+populate's rules (temporary file, rename, manifest last, space checked
+first, --verify hashing while copying). A --reserve stays free on the disk
+store: a model that would cross it is not written back and is reported. A
+model removed from the RAM disk is never removed from the disk store."""
+
+WRITEBACK_EPILOG = f"""\
+output (--json keys):
+  changed, written (models), copied (blobs), bytes_copied, skipped (blobs
+  the disk store had), refused (models not written back), seconds, dry_run.
+
+examples:
+  {PROG} writeback --source /usr/share/ollama/.ollama/models --dest /mnt/ollama/models
+  {PROG} writeback --config /etc/ollama-ramdisk/config.json --verify --json
+
+{EXIT_STATUS}"""
+
 VERIFY_EXIT_STATUS = _exit_status(
     "a blob is corrupt or missing and was not\n     repaired, or an I/O error"
 )
@@ -412,6 +436,36 @@ def _status_parser(commands: Any) -> None:
     )
 
 
+def _writeback_parser(commands: Any) -> None:
+    parser = _command(
+        commands,
+        "writeback",
+        "copy models made in the RAM disk back to the disk store",
+        description=WRITEBACK_DESCRIPTION,
+        epilog=WRITEBACK_EPILOG,
+        progress=True,
+    )
+    parser.add_argument("--source", metavar="DIR", type=PATH, help="the disk store (written)")
+    parser.add_argument("--dest", metavar="DIR", type=PATH, help="the store in the RAM disk")
+    _flag(parser, "verify", "hash each blob while copying; a mismatch is not written")
+    _flag(parser, "dry-run", "report what would be written, change nothing")
+    parser.add_argument(
+        "--owner", type=TEXT, metavar="USER[:GROUP]", help="owner of what is created"
+    )
+    parser.add_argument(
+        "--reserve",
+        type=SIZE,
+        metavar="SIZE",
+        help="keep this much free on the disk store (default 1g)",
+    )
+    parser.add_argument(
+        "--lock-timeout",
+        type=SECONDS,
+        metavar="SECONDS",
+        help="how long to wait for another run on either store (default 600)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -426,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     _populate_parser(commands)
     _verify_parser(commands)
     _status_parser(commands)
+    _writeback_parser(commands)
     return parser
 
 
@@ -575,6 +630,29 @@ def _run_populate(options: Options) -> int:
     return EXIT_OK
 
 
+def _run_writeback(options: Options) -> int:
+    from .progress import make_reporter  # noqa: PLC0415
+    from .writeback import WritebackOptions, writeback  # noqa: PLC0415
+
+    settings = WritebackOptions(
+        source=options.require("source"),
+        dest=options.require("dest"),
+        **options.given("verify", "dry_run", "owner", "lock_timeout"),
+    )
+    # The config file is populate's: there "reserve" is the plan's memory reserve.
+    reserve = options.args.reserve
+    if reserve is None:
+        reserve = options.config.get("writeback_reserve")
+    if reserve is not None:
+        settings.reserve = reserve
+    reporter = make_reporter(sys.stderr, quiet=options.quiet)
+    outcome = writeback(settings, reporter=reporter).to_dict()
+    verb = "would write back" if outcome["dry_run"] else "wrote back"
+    lines = [f"{verb} {model}" for model in outcome["written"]] or ["nothing to write back"]
+    _emit(options, outcome, lines)
+    return EXIT_OK
+
+
 def _blobs(count: int) -> str:
     return f"{count} blob" if count == 1 else f"{count} blobs"
 
@@ -697,6 +775,7 @@ COMMANDS: dict[str, Callable[[Options], int]] = {
     "populate": _run_populate,
     "verify": _run_verify,
     "status": _run_status,
+    "writeback": _run_writeback,
 }
 
 

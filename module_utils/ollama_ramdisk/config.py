@@ -103,6 +103,7 @@ KEYS: dict[str, Callable[[object], Any]] = {
     "cold": to_names,
     "headroom": to_number,
     "reserve": to_size,
+    "writeback_reserve": to_size,
     "size": to_size,
     "mem_total": to_size,
     "verify": to_bool,

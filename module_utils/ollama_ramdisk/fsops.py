@@ -300,6 +300,23 @@ class DestTree:
         with os.fdopen(fd, "rb") as handle:
             return read_limited(handle, limit)
 
+    def open_regular(self, relpath: str) -> tuple[int, os.stat_result]:
+        """A regular file below the root, no link followed on the way: (fd, fstat).
+
+        OSError (ELOOP for a link, NotRegular, ENOENT) when it is anything else."""
+        parent, name = self.split(relpath)
+        if parent is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", str(self.root / relpath))
+        path = str(self.root / relpath)
+        try:
+            return open_regular(name, dir_fd=parent, follow=False)
+        except NotRegular as error:
+            raise NotRegular(path, error.mode) from None
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise OSError(error.errno, "a symlink, never followed here", path) from None
+            raise OSError(error.errno, error.strerror, path) from None
+
     def list_dir(self, relpath: str) -> list[str]:
         """Names in a directory below the root; empty when it does not exist."""
         fd = self.dir_fd(relpath)
@@ -442,22 +459,28 @@ def copy_blob(
     expected_hex: str | None = None,
     progress: Progress = _no_progress,
     fsync: bool = True,
+    source_tree: DestTree | None = None,
 ) -> None:
     """Copy ``source`` to ``relpath`` under ``tree`` atomically.
 
     With ``expected_hex`` the content is hashed while it is copied (each byte
     read once) and a mismatch is never installed. Raises CopyFailed for
     anything that makes this one blob uncopyable (the caller may link it
-    instead); the temporary file is always removed.
+    instead); the temporary file is always removed. With ``source_tree``,
+    ``source`` is the same relpath under that tree, opened without following
+    any link (a store any API client can write into, such as the RAM disk).
     """
     parent, name = tree.split(relpath)
     staging = tree.staging_fd()
     assert parent is not None
     temp = temp_name(name)
     try:
-        # Links in the source store are followed, with the store owner's rights
-        # (identity.py): only to regular files that user could read itself.
-        src, status = open_regular(source)
+        if source_tree is not None:
+            src, status = source_tree.open_regular(relpath)
+        else:
+            # Links in the source store are followed, with the store owner's
+            # rights (identity.py): only to regular files that user could read.
+            src, status = open_regular(source)
     except OSError as error:
         raise CopyFailed(source, f"cannot be read ({error.strerror})") from None
     try:

@@ -31,6 +31,7 @@ class NotRegular(OSError):
     """The entry is a FIFO, device, socket or directory, not a file."""
 
     def __init__(self, path: str, mode: int) -> None:
+        self.mode = mode
         self.kind = kind_of(mode)
         super().__init__(errno.EINVAL, f"not a regular file: {self.kind}", path)
 
