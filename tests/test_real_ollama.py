@@ -73,6 +73,23 @@ class Ollama:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    prefix: Path
+
+    def run(self, *argv: str) -> None:
+        """The real `ollama` CLI against this server (create, cp, ...)."""
+        done = subprocess.run(
+            [str(self.prefix / "bin" / "ollama"), *argv],
+            env={**os.environ, "OLLAMA_HOST": self.url},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, f"ollama {' '.join(argv)}: {done.stderr}"
+
+    def create_tinyllama(self, gguf: Path, where: Path) -> None:
+        modelfile = where / "Modelfile"
+        modelfile.write_text(f"FROM {gguf}\nPARAMETER num_predict 8\n")
+        self.run("create", "tinyllama:chat", "-f", str(modelfile))
 
     def get(self, path: str) -> dict:
         with urllib.request.urlopen(f"http://{self.url}{path}", timeout=30) as response:
@@ -125,7 +142,7 @@ def serve(ollama_prefix: Path, tmp_path: Path) -> Iterator:
                 stdout=output,
                 stderr=output,
             )
-        server = Ollama(url, process, log)
+        server = Ollama(url, process, log, ollama_prefix)
         started.append(server)
         for _ in range(200):
             try:
@@ -217,21 +234,12 @@ def test_ollamas_start_up_prune_keeps_every_file_and_link_of_the_ram_disk(
 
 
 def test_a_model_made_in_ram_with_ollama_create_is_kept_and_reported_ram_only(
-    cli, disk_store: Path, tmpfs: MountTmpfs, serve, *, models_dir: Path, ollama_prefix: Path
+    cli, disk_store: Path, models_dir: Path, tmpfs: MountTmpfs, serve
 ) -> None:
     ram = tmpfs("64m") / "models"
     _populate(cli, disk_store, ram)
     ollama = serve(ram)
-    modelfile = ram.parent / "Modelfile"
-    modelfile.write_text(f"FROM {models_dir / 'tinyllama.gguf'}\nPARAMETER num_predict 8\n")
-    created = subprocess.run(
-        [str(ollama_prefix / "bin" / "ollama"), "create", "tinyllama:chat", "-f", str(modelfile)],
-        env={**os.environ, "OLLAMA_HOST": ollama.url},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert created.returncode == 0, created.stderr
+    ollama.create_tinyllama(models_dir / "tinyllama.gguf", ram.parent)
 
     run = cli(
         "populate", "--json", "--prune", "--source", disk_store, "--dest", ram,
@@ -245,25 +253,13 @@ def test_a_model_made_in_ram_with_ollama_create_is_kept_and_reported_ram_only(
 
 
 def test_a_model_made_in_ram_is_written_back_and_answers_from_the_disk_store(
-    cli, disk_store: Path, tmpfs: MountTmpfs, serve, *, models_dir: Path, ollama_prefix: Path
+    cli, disk_store: Path, models_dir: Path, tmpfs: MountTmpfs, serve
 ) -> None:
     ram = tmpfs("64m") / "models"
     _populate(cli, disk_store, ram)
     in_ram = serve(ram)
-    modelfile = ram.parent / "Modelfile"
-    modelfile.write_text(f"FROM {models_dir / 'tinyllama.gguf'}\nPARAMETER num_predict 8\n")
-    subprocess.run(
-        [str(ollama_prefix / "bin" / "ollama"), "create", "tinyllama:chat", "-f", str(modelfile)],
-        env={**os.environ, "OLLAMA_HOST": in_ram.url},
-        capture_output=True,
-        check=True,
-    )
-    subprocess.run(
-        [str(ollama_prefix / "bin" / "ollama"), "cp", "mistral:7b", "mistral:mine"],
-        env={**os.environ, "OLLAMA_HOST": in_ram.url},
-        capture_output=True,
-        check=True,
-    )
+    in_ram.create_tinyllama(models_dir / "tinyllama.gguf", ram.parent)
+    in_ram.run("cp", "mistral:7b", "mistral:mine")
 
     run = cli("writeback", "--json", "--verify", "--reserve", "0", "--source", disk_store,
               "--dest", ram)  # fmt: skip
