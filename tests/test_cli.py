@@ -351,7 +351,7 @@ def test_relative_paths_in_a_config_are_taken_from_its_directory(
     ("document", "fault"),
     [
         ({"models": ["m"], "modles": ["x"]}, "unknown key 'modles'"),
-        ({"keep_alive": "5m"}, "unknown key 'keep_alive'"),
+        ({"keepalive": "5m"}, "unknown key 'keepalive'"),
         ({"models": "llama3"}, "'models': expected a list of model names"),
         ({"models": ["ok", 3]}, "'models': expected model names as strings"),
         ({"jobs": 0}, "'jobs': must be at least 1"),

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,50 @@ def test_a_model_made_in_ram_is_written_back_and_answers_from_the_disk_store(
     on_disk = serve(disk_store)
     assert {"tinyllama:chat", "mistral:mine"} <= on_disk.listed()
     assert on_disk.generate("tinyllama:chat")["done"]
+
+
+def test_preload_loads_each_model_with_its_keep_alive_and_names_a_missing_one(
+    cli, disk_store: Path, serve
+) -> None:
+    ollama = serve(disk_store)
+
+    run = cli(
+        "preload", "--json", "--host", ollama.url, "--keep-alive", "-1", "--retries", "2",
+        "llama3.1:8b", "nosuch:model", "mistral:7b",
+    )  # fmt: skip
+
+    assert run.code == 1
+    assert run.json["loaded"] == ["llama3.1:8b", "mistral:7b"]
+    assert "not found" in run.json["failed"]["nosuch:model"]
+    assert "could not preload nosuch:model after 1 attempt(s)" in run.err
+    assert "preloaded llama3.1:8b in" in run.err
+    loaded = {model["name"]: model for model in ollama.get("/api/ps")["models"]}
+    assert set(loaded) == {"llama3.1:8b", "mistral:7b"}
+    # -1 keeps them until evicted: Ollama reports an expiry centuries ahead.
+    assert all(int(model["expires_at"][:4]) > 2100 for model in loaded.values())
+
+
+def test_preload_with_a_duration_sets_that_expiry(cli, disk_store: Path, serve) -> None:
+    ollama = serve(disk_store)
+
+    run = cli("preload", "--json", "--host", ollama.url, "--keep-alive", "7m", "qwen2.5:7b")
+
+    assert run.code == 0, run.err
+    (model,) = ollama.get("/api/ps")["models"]
+    assert model["name"] == "qwen2.5:7b"
+    # An RFC 3339 time with nanoseconds and an offset: seconds are enough here.
+    stamp, offset = model["expires_at"][:19], model["expires_at"][-6:].replace("Z", "+00:00")
+    expires = datetime.fromisoformat(stamp + (offset if offset[0] in "+-" else "+00:00"))
+    left = (expires - datetime.now(timezone.utc)).total_seconds()
+    assert 7 * 60 - 60 < left <= 7 * 60
+
+
+def test_preload_waits_for_the_api_only_so_long(cli) -> None:
+    port = _free_port()  # nothing listens there
+
+    started = time.monotonic()
+    run = cli("preload", "--host", f"127.0.0.1:{port}", "--wait", "2", "llama3.1:8b")
+
+    assert run.code == 1
+    assert f"Ollama did not answer on http://127.0.0.1:{port} within 2 s" in run.err
+    assert time.monotonic() - started < 6

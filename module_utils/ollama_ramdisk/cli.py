@@ -161,6 +161,22 @@ examples:
 
 {EXIT_STATUS}"""
 
+PRELOAD_DESCRIPTION = """\
+Load models into the running Ollama through its API, so that the first
+request after a start pays no load. Waits (bounded) for the API to answer,
+then loads each model in turn with KEEP_ALIVE, retrying a failed load a few
+times, never forever, and prints a line per model: loaded, with the time it
+took, or not, with Ollama's error."""
+
+PRELOAD_EPILOG = f"""\
+output (--json keys): loaded (models), failed (model -> Ollama's error), seconds.
+
+examples:
+  {PROG} preload --keep-alive -1 llama3.1:8b qwen2.5:7b
+  {PROG} preload --config /etc/ollama-ramdisk/config.json   # keys preload, keep_alive, ollama_host
+
+exit status: 0 every model loaded; 1 a model or the API failed; 2 invalid input."""
+
 VERIFY_EXIT_STATUS = _exit_status(
     "a blob is corrupt or missing and was not\n     repaired, or an I/O error"
 )
@@ -466,6 +482,32 @@ def _writeback_parser(commands: Any) -> None:
     )
 
 
+def _preload_parser(commands: Any) -> None:
+    parser = _command(
+        commands,
+        "preload",
+        "load models into the running Ollama",
+        description=PRELOAD_DESCRIPTION,
+        epilog=PRELOAD_EPILOG,
+        progress=False,
+    )
+    parser.add_argument(
+        "--host", dest="ollama_host", type=TEXT, metavar="HOST[:PORT]",
+        help="Ollama's address, as OLLAMA_HOST says it (default 127.0.0.1:11434)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep-alive", type=TEXT, metavar="DURATION",
+        help="how long Ollama keeps each model: seconds or a Go duration; -1 for ever (default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--wait", type=SECONDS, metavar="SECONDS", help="how long to wait for the API (default 120)"
+    )
+    parser.add_argument(
+        "--retries", type=COUNT, metavar="N", help="loads tried per model (default 3)"
+    )
+    _add_models(parser, "model to load")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -481,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     _verify_parser(commands)
     _status_parser(commands)
     _writeback_parser(commands)
+    _preload_parser(commands)
     return parser
 
 
@@ -653,6 +696,26 @@ def _run_writeback(options: Options) -> int:
     return EXIT_OK
 
 
+def _run_preload(options: Options) -> int:
+    from .preload import preload  # noqa: PLC0415
+
+    models = to_names(options.args.models or options.config.get("preload", []))
+    settings = {
+        "host": options.get("ollama_host"),
+        "keep_alive": options.get("keep_alive"),
+        "wait": options.get("wait"),
+        "retries": options.get("retries"),
+    }
+    result = preload(
+        models,
+        **{key: value for key, value in settings.items() if value is not None},
+        log=_warn,
+    )
+    outcome = result.to_dict()
+    _emit(options, outcome, [f"preloaded {len(result.loaded)} of {len(models)} model(s)"])
+    return EXIT_FAILED if result.failed else EXIT_OK
+
+
 def _blobs(count: int) -> str:
     return f"{count} blob" if count == 1 else f"{count} blobs"
 
@@ -776,6 +839,7 @@ COMMANDS: dict[str, Callable[[Options], int]] = {
     "verify": _run_verify,
     "status": _run_status,
     "writeback": _run_writeback,
+    "preload": _run_preload,
 }
 
 

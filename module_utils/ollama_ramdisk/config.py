@@ -117,6 +117,9 @@ KEYS: dict[str, Callable[[object], Any]] = {
     "prometheus": to_path,
     "json": to_bool,
     "quiet": to_bool,
+    "preload": to_names,
+    "keep_alive": to_text,
+    "ollama_host": to_text,
 }
 PATH_KEYS = frozenset(key for key, check in KEYS.items() if check is to_path)
 

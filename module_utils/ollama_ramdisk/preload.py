@@ -1,0 +1,152 @@
+"""Load models into a running Ollama through its API, so the first request pays no load.
+
+Ollama has no preload at start of its own. A request with only ``model`` and
+``keep_alive`` loads a model and keeps it for that long (``-1``: until it is
+evicted). This waits for the API to answer (bounded), then loads each model
+in turn with bounded retries, and reports every model by name: loaded, with
+the time it took, or not, with Ollama's own error. It never retries forever.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import InvalidOption, OperationFailed
+from .names import parse_names
+
+DEFAULT_HOST = "127.0.0.1:11434"
+
+
+def api_base(host: str | None) -> str:
+    """``OLLAMA_HOST`` as Ollama reads it -> the URL to reach it on this host."""
+    text = (host or DEFAULT_HOST).strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port or 11434
+    except ValueError:
+        raise InvalidOption(f"host: {host!r} is not a host[:port]") from None
+    if parts.scheme not in ("http", "https") or (parts.hostname is None and parts.netloc):
+        raise InvalidOption(f"host: {host!r} is not an http(s) address")
+    name = parts.hostname or ""
+    # A server listening on every address answers on the loopback one.
+    if name in ("", "0.0.0.0", "::"):  # noqa: S104 - a listen address read, not bound
+        name = "127.0.0.1"
+    if ":" in name:
+        name = f"[{name}]"
+    return f"{parts.scheme}://{name}:{port}"
+
+
+@dataclass
+class PreloadResult:
+    loaded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "loaded": list(self.loaded),
+            "failed": dict(self.failed),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _keep_alive(value: object) -> int | str:
+    """A JSON number is seconds, a string a Go duration (Ollama's own reading)."""
+    if isinstance(value, bool):
+        raise InvalidOption(f"keep_alive: {value!r} is not a duration")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.lstrip("+-").isdigit():
+        return int(text)
+    if not text:
+        raise InvalidOption("keep_alive: empty")
+    return text
+
+
+def _post(base: str, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    request = urllib.request.Request(  # noqa: S310 - http(s) only
+        base + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
+        return json.loads(response.read() or b"{}")
+
+
+def _error_text(error: Exception) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        try:
+            return str(json.loads(error.read()).get("error", error))
+        except (ValueError, OSError):
+            return str(error)
+    return str(getattr(error, "reason", error))
+
+
+def wait_for_api(base: str, wait: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Until ``/api/version`` answers, at most ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/api/version", timeout=5):  # noqa: S310
+                return
+        except (OSError, ValueError) as error:
+            if time.monotonic() >= deadline:
+                raise OperationFailed(
+                    f"Ollama did not answer on {base} within {wait:g} s ({_error_text(error)});"
+                    " nothing was preloaded"
+                ) from None
+        sleep(1.0)
+
+
+def preload(
+    models: Sequence[str],
+    *,
+    host: str | None = None,
+    keep_alive: object = "-1",
+    wait: float = 120.0,
+    retries: int = 3,
+    load_timeout: float = 600.0,
+    log: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PreloadResult:
+    """Load each model with ``keep_alive``; the result names each one."""
+    started = time.monotonic()
+    names = parse_names(list(models))
+    if not names:
+        raise InvalidOption("no models to preload")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
+        raise InvalidOption(f"retries: expected a whole number of at least 1, got {retries!r}")
+    keep = _keep_alive(keep_alive)
+    base = api_base(host)
+    wait_for_api(base, wait, sleep)
+    result = PreloadResult()
+    for name in names:
+        model = name.short
+        for attempt in range(1, retries + 1):
+            began = time.monotonic()
+            try:
+                _post(base, "/api/generate", {"model": model, "keep_alive": keep}, load_timeout)
+            except (OSError, ValueError) as error:
+                reason = _error_text(error)
+                if attempt < retries and "not found" not in reason:
+                    sleep(2.0**attempt)
+                    continue
+                result.failed[model] = reason
+                log(f"could not preload {model} after {attempt} attempt(s): {reason}")
+                break
+            result.loaded.append(model)
+            log(f"preloaded {model} in {time.monotonic() - began:.1f} s (keep_alive {keep})")
+            break
+    result.seconds = time.monotonic() - started
+    return result
