@@ -39,9 +39,6 @@ class Identity:
     groups: tuple[int, ...]
     name: str
 
-    def describe(self) -> str:
-        return f"{self.name} (uid {self.uid}, gid {self.gid})"
-
 
 def identity_of(uid: int, gid: int | None = None) -> Identity:
     """The user ``uid`` with its primary group (or ``gid``) and its groups."""

@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -123,10 +123,3 @@ def parallel(work: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def each(items: Iterable[T]) -> Iterable[T]:
-    """Items of a sequential loop, stopping when asked, as the workers do."""
-    for item in items:
-        check_stop("run")
-        yield item
