@@ -154,7 +154,8 @@ def acting_as(identity: Identity | None) -> Iterator[None]:
 
 def _preload() -> None:
     """Load what the file work imports lazily while root can still read it: the
-    interpreter's library may lie where the owner cannot read (under /root)."""
+    interpreter's library may lie where the owner cannot read (a virtual
+    environment in root's home)."""
     import hashlib  # noqa: F401, PLC0415
     from concurrent.futures import ThreadPoolExecutor  # noqa: F401, PLC0415
 
