@@ -156,6 +156,9 @@ def test_ansible_packs_the_core_package_with_its_relative_imports(fleet: Synthet
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_LOCALHOST_WARNING": "false",
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.minimal",
+        # `make` forces colour outside CI; the JSON is read back here.
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
     }
     args = json.dumps(
         {"source": str(fleet.root), "models": ["llama3.2:latest"], "mem_total": "16g"}
