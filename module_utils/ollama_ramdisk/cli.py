@@ -305,6 +305,24 @@ def _add_models(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL", default=None, help=what)
 
 
+def _add_owner(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--owner",
+        type=TEXT,
+        metavar="USER[:GROUP]",
+        help="owner of what is created (directories 0755, files 0644)",
+    )
+
+
+def _add_lock_timeout(parser: argparse.ArgumentParser, where: str) -> None:
+    parser.add_argument(
+        "--lock-timeout",
+        type=SECONDS,
+        metavar="SECONDS",
+        help=f"how long to wait for another run on {where} (default 600)",
+    )
+
+
 def _add_cold(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cold",
@@ -388,12 +406,7 @@ def _populate_parser(commands: Any) -> None:
         "that exists only in DEST: it is reported as ram_only and kept)",
     )
     _flag(parser, "dry-run", "report what would be done, change nothing")
-    parser.add_argument(
-        "--owner",
-        type=TEXT,
-        metavar="USER[:GROUP]",
-        help="owner of what is created (directories 0755, files 0644)",
-    )
+    _add_owner(parser)
     parser.add_argument("--jobs", type=COUNT, metavar="N", help="copy N blobs in parallel")
     _flag(
         parser,
@@ -401,12 +414,7 @@ def _populate_parser(commands: Any) -> None:
         "link a hot blob that cannot be copied (no space, read error, hash "
         "mismatch) to the source instead, and still succeed (for ExecStartPre=)",
     )
-    parser.add_argument(
-        "--lock-timeout",
-        type=SECONDS,
-        metavar="SECONDS",
-        help="how long to wait for another run on the same DEST (default 600)",
-    )
+    _add_lock_timeout(parser, "the same DEST")
     _add_models(parser, "hot model to copy into RAM")
 
 
@@ -465,21 +473,14 @@ def _writeback_parser(commands: Any) -> None:
     parser.add_argument("--dest", metavar="DIR", type=PATH, help="the store in the RAM disk")
     _flag(parser, "verify", "hash each blob while copying; a mismatch is not written")
     _flag(parser, "dry-run", "report what would be written, change nothing")
-    parser.add_argument(
-        "--owner", type=TEXT, metavar="USER[:GROUP]", help="owner of what is created"
-    )
+    _add_owner(parser)
     parser.add_argument(
         "--reserve",
         type=SIZE,
         metavar="SIZE",
         help="keep this much free on the disk store (default 1g)",
     )
-    parser.add_argument(
-        "--lock-timeout",
-        type=SECONDS,
-        metavar="SECONDS",
-        help="how long to wait for another run on either store (default 600)",
-    )
+    _add_lock_timeout(parser, "either store")
 
 
 def _preload_parser(commands: Any) -> None:

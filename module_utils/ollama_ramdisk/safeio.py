@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from .errors import OperationFailed
+from .sizes import MAX_SIZE
 
 _READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
-# Ollama stores sizes as int64; anything larger is no size of a real file.
-MAX_FILE_SIZE = 2**63 - 1
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -78,7 +77,7 @@ def capacity(fd: int) -> int:
 
 def implausible_size(fd: int, size: int) -> str | None:
     """Why ``size`` cannot be the size of a real file on fd's file system, or None."""
-    if size > MAX_FILE_SIZE:
+    if size > MAX_SIZE:
         return f"{size} bytes is more than any file can have"
     room = capacity(fd)
     if room and size > room:

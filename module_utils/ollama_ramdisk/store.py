@@ -20,8 +20,8 @@ from typing import Any, BinaryIO
 
 from .errors import InvalidName, InvalidOption, MalformedManifest, ModelNotFound, OperationFailed
 from .names import ModelName, parse_name
-from .safeio import MAX_FILE_SIZE, NotRegular, open_regular
-from .sizes import shorten
+from .safeio import NotRegular, open_regular
+from .sizes import MAX_SIZE, shorten
 
 # Ollama accepts either separator and either case (manifest/paths.go).
 # \Z, not $: "$" also matches before a final newline.
@@ -78,7 +78,7 @@ def _parse_blob(entry: Any, where: str, path: Path) -> Blob:
     match = DIGEST_RE.match(digest)
     if not match:
         raise MalformedManifest(f"{path}: {where} digest {digest!r} is not sha256:<64 hex digits>")
-    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_SIZE:
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
         raise MalformedManifest(f"{path}: {where} size {shorten(size)} is not a byte count")
     if not isinstance(media_type, str):
         raise MalformedManifest(f"{path}: {where} mediaType is not a string")
