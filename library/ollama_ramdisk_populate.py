@@ -35,6 +35,8 @@ description:
   - With O(prune), models no longer in the set are removed, except models that
     exist only in O(dest) (pulled into RAM), which are kept and returned in
     RV(ram_only).
+  - Models that write-back recorded in O(source) (see M(ollama_ramdisk_writeback))
+    are kept as cold unless listed, and returned in RV(written_back).
 options:
   source:
     description:
@@ -164,6 +166,11 @@ ram_only:
   returned: success
   type: list
   elements: str
+written_back:
+  description: Models written back from RAM earlier (recorded in O(source)) and kept as cold.
+  returned: success
+  type: list
+  elements: str
 skipped:
   description: Blobs already in place.
   returned: success
@@ -263,6 +270,7 @@ def expected_residencies(
     after = {name: kind for name, kind in before.items() if name not in result["models_removed"]}
     after.update(dict.fromkeys(_qualified(params["models"]), "hot"))
     after.update(dict.fromkeys(_qualified(params["cold_models"]), "cold"))
+    after.update(dict.fromkeys(result["written_back"], "cold"))
     return after
 
 

@@ -11,7 +11,12 @@ import pytest
 import yaml
 from module_harness import REPO, load_module
 
-MODULES = ["ollama_ramdisk_plan", "ollama_ramdisk_populate", "ollama_ramdisk_verify"]
+MODULES = [
+    "ollama_ramdisk_plan",
+    "ollama_ramdisk_populate",
+    "ollama_ramdisk_verify",
+    "ollama_ramdisk_writeback",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -125,8 +125,8 @@ disk is empty and is refilled before Ollama starts."""
 
 POPULATE_EPILOG = f"""\
 output (--json keys):
-  changed, copied, linked, fallback, pruned, ram_only (lists), skipped
-  (count), bytes_copied, seconds, dry_run. Progress goes to stderr: a live
+  changed, copied, linked, fallback, pruned, ram_only, written_back (lists),
+  skipped (count), bytes_copied, seconds, dry_run. Progress goes to stderr: a live
   line on a terminal, a line per blob and a summary otherwise (journald).
 
 examples:
@@ -147,13 +147,20 @@ trusted: no link below its root is followed, only regular files with
 Ollama's names are read, and everything is written into --source only, with
 populate's rules (temporary file, rename, manifest last, space checked
 first, --verify hashing while copying). A --reserve stays free on the disk
-store: a model that would cross it is not written back and is reported. A
-model removed from the RAM disk is never removed from the disk store."""
+store: a model that would cross it is not written back and is reported.
+
+Each model written back is added to a record in the disk store
+(ollama-ramdisk-written-back.json), and populate keeps recorded models in
+the RAM disk as cold ones, so that they stay in `ollama list` after a
+reboot. A recorded model pulled again in RAM is written back again. A model
+removed from the RAM disk is never removed from the disk store;
+--forget-removed only drops it from the record."""
 
 WRITEBACK_EPILOG = f"""\
 output (--json keys):
   changed, written (models), copied (blobs), bytes_copied, skipped (blobs
-  the disk store had), refused (models not written back), seconds, dry_run.
+  the disk store had), refused (models not written back), forgotten (models
+  dropped from the record), seconds, dry_run.
 
 examples:
   {PROG} writeback --source /usr/share/ollama/.ollama/models --dest /mnt/ollama/models
@@ -480,6 +487,12 @@ def _writeback_parser(commands: Any) -> None:
         metavar="SIZE",
         help="keep this much free on the disk store (default 1g)",
     )
+    parser.add_argument(
+        "--forget-removed",
+        action="store_true",
+        help="drop recorded models the RAM disk no longer has from the record (never from the"
+        " disk store); only while Ollama runs on a RAM disk populate completed",
+    )
     _add_lock_timeout(parser, "either store")
 
 
@@ -682,6 +695,7 @@ def _run_writeback(options: Options) -> int:
         source=options.require("source"),
         dest=options.require("dest"),
         **options.given("verify", "dry_run", "owner", "lock_timeout"),
+        forget_removed=bool(options.args.forget_removed),
     )
     # The config file is populate's: there "reserve" is the plan's memory reserve.
     reserve = options.args.reserve
@@ -693,6 +707,7 @@ def _run_writeback(options: Options) -> int:
     outcome = writeback(settings, reporter=reporter).to_dict()
     verb = "would write back" if outcome["dry_run"] else "wrote back"
     lines = [f"{verb} {model}" for model in outcome["written"]] or ["nothing to write back"]
+    lines += [f"forgot {model} (removed in RAM, kept on disk)" for model in outcome["forgotten"]]
     _emit(options, outcome, lines)
     return EXIT_OK
 
@@ -743,6 +758,10 @@ def _populate_lines(outcome: Mapping[str, Any], told: bool) -> list[str]:
     lines += [
         f"kept {name}: it exists only in the RAM disk, not in the source"
         for name in outcome.get("ram_only", [])
+    ]
+    lines += [
+        f"kept {name} as cold: written back from the RAM disk earlier"
+        for name in outcome.get("written_back", [])
     ]
     if not outcome.get("changed"):
         lines.append("nothing to change: the RAM disk already holds the set")

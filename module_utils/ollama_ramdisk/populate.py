@@ -28,6 +28,8 @@ Decisions recorded here, beyond the contract:
   root on a tree another user controls; ``owner`` is given only to what the
   run creates, and an entry already there keeps its owner.
 - ``ram_only`` is reported on every run, pruning or not.
+- Models write-back recorded in the source (record.py) are kept as cold
+  unless listed, and reported as ``written_back``.
 - A blob an earlier fallback already linked is listed under ``fallback``
   again but not rewritten: only a link written makes the run ``changed``, so
   that a RAM disk too small for its set is still idempotent.
@@ -46,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import (
+    InvalidInput,
     InvalidOption,
     MalformedManifest,
     OperationFailed,
@@ -63,9 +66,10 @@ from .fsops import (
     parse_owner,
 )
 from .identity import acting_as, run_identity
-from .names import ModelName
+from .names import ModelName, parse_names
 from .plan import ModelSet, resolve_model_set
 from .progress import Reporter, summary_line
+from .record import read_record
 from .safeio import parallel
 from .sizes import PAGE_SIZE, human, round_up
 from .store import BLOB_NAME_RE, MAX_MANIFEST_BYTES, Blob, Manifest, Store, parse_manifest
@@ -98,6 +102,7 @@ class PopulateResult:
     fallback: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     ram_only: list[str] = field(default_factory=list)
+    written_back: list[str] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
     models_added: list[str] = field(default_factory=list)
     models_removed: list[str] = field(default_factory=list)
@@ -119,6 +124,7 @@ class PopulateResult:
             "fallback": sorted(self.fallback),
             "pruned": list(self.pruned),
             "ram_only": list(self.ram_only),
+            "written_back": list(self.written_back),
             "skipped": self.skipped,
             "bytes_copied": self.bytes_copied,
             "seconds": round(self.seconds, 3),
@@ -213,7 +219,10 @@ def _populate(
 ) -> PopulateResult:
     source.require_directory("source")
     check_disjoint(source.root, dest)
-    model_set = resolve_model_set(source, list(options.models), list(options.cold))
+    written_back = _written_back(source, options, reporter)
+    model_set = resolve_model_set(
+        source, list(options.models), [*options.cold, *(name.qualified for name in written_back)]
+    )
     run = _Run(
         options,
         model_set=model_set,
@@ -222,6 +231,7 @@ def _populate(
         reporter=reporter,
         jobs=jobs,
     )
+    run.result.written_back = [name.qualified for name in written_back]
     try:
         if not run.tree.open_root():
             _check_parent(dest)
@@ -239,6 +249,25 @@ def _populate(
     finally:
         run.tree.close()
     return run.result
+
+
+def _written_back(source: Store, options: PopulateOptions, reporter: Reporter) -> list[ModelName]:
+    """Recorded models of the source outside the set, kept as cold (record.py).
+
+    One that cannot be served (manifest gone or broken, blob missing) is left
+    out with a warning: it must never keep ollama.service from starting."""
+    listed = set(parse_names([*options.models, *options.cold]))
+    kept = []
+    for name in read_record(source.root, reporter.warn):
+        if name in listed:
+            continue
+        try:
+            source.check_blobs(source.read_manifest(name))
+        except InvalidInput as error:
+            reporter.warn(f"written-back model {name.short} not kept: {error}")
+            continue
+        kept.append(name)
+    return kept
 
 
 def _check_jobs(jobs: object) -> int:

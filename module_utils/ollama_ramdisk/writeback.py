@@ -19,7 +19,12 @@ write goes into the disk store only, with populate's rules:
   nothing; ``dry_run`` changes nothing at all.
 
 Models are compared by manifest path: one whose manifest the disk store has
-already is not RAM-only, even if the RAM copy differs.
+already is not RAM-only, even if the RAM copy differs, unless write-back made
+it (record.py): a recorded model pulled again in RAM is written back again.
+Every model written is added to the record, so that populate keeps it visible
+after the next boot; with ``forget_removed`` a recorded model no longer in the
+RAM disk (``ollama rm``) leaves the record. Nothing is ever deleted from the
+disk store.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from .fsops import (
 from .identity import acting_as, run_identity
 from .names import ModelName
 from .progress import Reporter, summary_line
+from .record import load_record, write_record
 from .sizes import PAGE_SIZE, human, parse_size, round_up
 from .store import MAX_MANIFEST_BYTES, Manifest, Store, parse_manifest
 
@@ -68,6 +74,9 @@ class WritebackOptions:
     owner: str | None = None
     reserve: int | str = DEFAULT_RESERVE
     lock_timeout: float = 600.0
+    # Drop recorded models the RAM disk no longer has; only while Ollama runs
+    # on a RAM disk populate completed (the units ensure it), never at its stop.
+    forget_removed: bool = False
 
 
 @dataclass
@@ -80,11 +89,12 @@ class WritebackResult:
     bytes_copied: int = 0
     skipped: int = 0
     refused: list[str] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def changed(self) -> bool:
-        return bool(self.written or self.copied)
+        return bool(self.written or self.copied or self.forgotten)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +104,7 @@ class WritebackResult:
             "bytes_copied": self.bytes_copied,
             "skipped": self.skipped,
             "refused": list(self.refused),
+            "forgotten": list(self.forgotten),
             "seconds": round(self.seconds, 3),
             "dry_run": self.dry_run,
         }
@@ -162,12 +173,23 @@ class _Writeback:
         self.reporter = reporter
         self.result = WritebackResult(dry_run=options.dry_run)
         self.failures: list[OperationFailed] = []
+        self.recorded: list[ModelName] = []
+        self.in_ram: list[ModelName] = []
 
     # ------------------------------------------------------------ survey
 
-    def ram_only(self) -> list[ModelName]:
-        names = Store(self.ram.root).iter_models() if self.ram.dir_fd("manifests") else []
-        return [name for name in names if not self._disk_has(name.manifest_relpath)]
+    def to_write(self) -> list[ModelName]:
+        """RAM-only models, and recorded ones whose manifest changed in RAM."""
+        found = []
+        for name in self.in_ram:
+            relpath = name.manifest_relpath
+            if not self._disk_has(relpath):
+                found.append(name)
+            elif name in self.recorded:
+                ram = self.ram.read_regular(relpath, MAX_MANIFEST_BYTES)
+                if ram is not None and ram != self.disk.read_regular(relpath, MAX_MANIFEST_BYTES):
+                    found.append(name)
+        return found
 
     def _disk_has(self, relpath: str, size: int | None = None) -> bool:
         status = self.disk.lstat(relpath)
@@ -208,7 +230,10 @@ class _Writeback:
             stale = self.disk.clean_staging()
             if stale:
                 self.reporter.warn(f"removed {len(stale)} temporary file(s) of an interrupted run")
-        models = [model for model in map(self._read, self.ram_only()) if model is not None]
+        self.recorded = load_record(self.disk, self.reporter.warn)
+        has_manifests = self.ram.dir_fd("manifests") is not None
+        self.in_ram = list(Store(self.ram.root).iter_models()) if has_manifests else []
+        models = [model for model in map(self._read, self.to_write()) if model is not None]
         self.result.skipped = sum(len(m.manifest.blobs) - len(m.to_copy) for m in models)
         free = self._free_bytes()
         sizes = {b.filename: b.size for m in models for b in m.manifest.blobs}
@@ -233,6 +258,7 @@ class _Writeback:
                 self.result.bytes_copied += sum(sizes[name] for name in new)
                 continue
             self._write(model, new, sizes)
+        self._update_record()
         if not self.options.dry_run:
             self.disk.remove_staging_if_empty()
         self.reporter.finish(
@@ -277,6 +303,22 @@ class _Writeback:
             f"wrote back {model.name}: {len(new)} blob(s), {human(sum(sizes[n] for n in new))}"
             f" to {self.disk.root}"
         )
+
+    def _update_record(self) -> None:
+        written = [name for name in self.in_ram if name.qualified in self.result.written]
+        kept = self.recorded
+        if self.options.forget_removed:
+            kept = [name for name in self.recorded if name in self.in_ram]
+            for name in self.recorded:
+                if name not in kept:
+                    self.result.forgotten.append(name.qualified)
+                    self.reporter.warn(
+                        f"forgot {name.qualified}: it is no longer in the RAM disk"
+                        f" (still in {self.disk.root}, nothing deleted)"
+                    )
+        wanted = kept + [name for name in written if name not in kept]
+        if wanted != self.recorded and not self.options.dry_run:
+            write_record(self.disk, wanted)
 
     def raise_failures(self) -> None:
         if not self.failures:
