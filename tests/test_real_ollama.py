@@ -320,3 +320,24 @@ def test_preload_waits_for_the_api_only_so_long(cli) -> None:
     assert run.code == 1
     assert f"Ollama did not answer on http://127.0.0.1:{port} within 2 s" in run.err
     assert time.monotonic() - started < 6
+
+
+def test_preload_skip_loaded_changes_nothing_the_second_time(cli, disk_store: Path, serve) -> None:
+    ollama = serve(disk_store)
+    args = ["preload", "--json", "--host", ollama.url, "--skip-loaded"]
+
+    dry = cli(*args, "--dry-run", "qwen2.5:7b")
+    nothing_loaded = ollama.get("/api/ps")["models"]
+    first = cli(*args, "qwen2.5:7b")
+    second = cli(*args, "qwen2.5:7b")
+
+    assert dry.code == 0, dry.err
+    assert dry.json["loaded"] == ["qwen2.5:7b"]
+    assert dry.json["dry_run"] is True
+    assert nothing_loaded == []
+    assert first.json["changed"] is True
+    assert [model["name"] for model in ollama.get("/api/ps")["models"]] == ["qwen2.5:7b"]
+    assert second.code == 0, second.err
+    assert second.json["changed"] is False
+    assert second.json["loaded"] == []
+    assert second.json["already_loaded"] == ["qwen2.5:7b"]

@@ -176,7 +176,8 @@ times, never forever, and prints a line per model: loaded, with the time it
 took, or not, with Ollama's error."""
 
 PRELOAD_EPILOG = f"""\
-output (--json keys): loaded (models), failed (model -> Ollama's error), seconds.
+output (--json keys): changed, loaded (models), already_loaded (left alone
+  with --skip-loaded), failed (model -> Ollama's error), seconds, dry_run.
 
 examples:
   {PROG} preload --keep-alive -1 llama3.1:8b qwen2.5:7b
@@ -519,6 +520,12 @@ def _preload_parser(commands: Any) -> None:
     parser.add_argument(
         "--retries", type=COUNT, metavar="N", help="loads tried per model (default 3)"
     )
+    parser.add_argument(
+        "--load-timeout", type=SECONDS, metavar="SECONDS",
+        help="longest one load may take (default 600)",
+    )  # fmt: skip
+    _flag(parser, "skip-loaded", "leave alone the models Ollama has loaded already")
+    _flag(parser, "dry-run", "say which models would be loaded, load none")
     _add_models(parser, "model to load")
 
 
@@ -721,6 +728,9 @@ def _run_preload(options: Options) -> int:
         "keep_alive": options.get("keep_alive"),
         "wait": options.get("wait"),
         "retries": options.get("retries"),
+        "load_timeout": options.get("load_timeout"),
+        "skip_loaded": options.get("skip_loaded"),
+        "dry_run": options.get("dry_run"),
     }
     result = preload(
         models,
@@ -728,7 +738,11 @@ def _run_preload(options: Options) -> int:
         log=_warn,
     )
     outcome = result.to_dict()
-    _emit(options, outcome, [f"preloaded {len(result.loaded)} of {len(models)} model(s)"])
+    verb = "would preload" if result.dry_run else "preloaded"
+    lines = [f"{verb} {len(result.loaded)} of {len(models)} model(s)"]
+    if result.already_loaded:
+        lines.append(f"already loaded: {', '.join(result.already_loaded)}")
+    _emit(options, outcome, lines)
     return EXIT_FAILED if result.failed else EXIT_OK
 
 

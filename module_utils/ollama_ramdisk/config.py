@@ -120,6 +120,10 @@ KEYS: dict[str, Callable[[object], Any]] = {
     "preload": to_names,
     "keep_alive": to_text,
     "ollama_host": to_text,
+    "skip_loaded": to_bool,
+    "wait": to_number,
+    "retries": to_count,
+    "load_timeout": to_number,
 }
 PATH_KEYS = frozenset(key for key, check in KEYS.items() if check is to_path)
 

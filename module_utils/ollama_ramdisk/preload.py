@@ -5,6 +5,9 @@ Ollama has no preload at start of its own. A request with only ``model`` and
 evicted). This waits for the API to answer (bounded), then loads each model
 in turn with bounded retries, and reports every model by name: loaded, with
 the time it took, or not, with Ollama's own error. It never retries forever.
+With ``skip_loaded`` a model Ollama has loaded already (``/api/ps``) is left
+alone, so that a second run changes nothing; ``dry_run`` only says what
+would be loaded.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import InvalidOption, OperationFailed
-from .names import parse_names
+from .errors import InvalidOption, OperationFailed, RamdiskError
+from .names import ModelName, parse_name, parse_names
 
 DEFAULT_HOST = "127.0.0.1:11434"
 
@@ -48,14 +51,23 @@ def api_base(host: str | None) -> str:
 @dataclass
 class PreloadResult:
     loaded: list[str] = field(default_factory=list)
+    already_loaded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.loaded)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "changed": self.changed,
             "loaded": list(self.loaded),
+            "already_loaded": list(self.already_loaded),
             "failed": dict(self.failed),
             "seconds": round(self.seconds, 3),
+            "dry_run": self.dry_run,
         }
 
 
@@ -93,6 +105,22 @@ def _error_text(error: Exception) -> str:
     return str(getattr(error, "reason", error))
 
 
+def loaded_models(base: str) -> set[ModelName]:
+    """What Ollama has loaded now, by qualified name (``/api/ps``)."""
+    try:
+        with urllib.request.urlopen(base + "/api/ps", timeout=10) as response:  # noqa: S310
+            listing = json.loads(response.read() or b"{}")
+    except (OSError, ValueError) as error:
+        raise OperationFailed(f"{base}/api/ps: {_error_text(error)}") from None
+    names = set()
+    for entry in listing.get("models") or []:
+        try:
+            names.add(parse_name(entry.get("name") or entry.get("model")))
+        except (AttributeError, RamdiskError):
+            continue  # a name this version cannot parse is not one we were asked for
+    return names
+
+
 def wait_for_api(base: str, wait: float, sleep: Callable[[float], None] = time.sleep) -> None:
     """Until ``/api/version`` answers, at most ``wait`` seconds."""
     deadline = time.monotonic() + wait
@@ -117,6 +145,8 @@ def preload(
     wait: float = 120.0,
     retries: int = 3,
     load_timeout: float = 600.0,
+    skip_loaded: bool = False,
+    dry_run: bool = False,
     log: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PreloadResult:
@@ -130,9 +160,17 @@ def preload(
     keep = _keep_alive(keep_alive)
     base = api_base(host)
     wait_for_api(base, wait, sleep)
-    result = PreloadResult()
+    result = PreloadResult(dry_run=dry_run)
+    already = loaded_models(base) if skip_loaded or dry_run else set()
     for name in names:
         model = name.short
+        if name in already:
+            result.already_loaded.append(model)
+            continue
+        if dry_run:
+            result.loaded.append(model)
+            log(f"would preload {model} (keep_alive {keep})")
+            continue
         for attempt in range(1, retries + 1):
             began = time.monotonic()
             try:
