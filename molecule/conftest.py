@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 DISK_STORE = "/usr/share/ollama/.ollama/models"
 FIXTURE_STATE = "/var/lib/ollama-fixture"
@@ -50,8 +53,10 @@ for dirpath, dirnames, filenames in os.walk(root):
                  "link": os.readlink(path) if stat.S_ISLNK(st.st_mode) else None,
                  "regular": stat.S_ISREG(st.st_mode)}
         try:
-            entry["size"] = os.stat(path).st_size
-            entry["sha256"] = digest(path)
+            target = os.stat(path)
+            entry["size"] = target.st_size
+            # A FIFO or device planted by a test would block the read: never open one.
+            entry["sha256"] = digest(path) if stat.S_ISREG(target.st_mode) else None
         except OSError:
             entry["size"], entry["sha256"] = None, None
         if rel.startswith("manifests" + os.sep):
@@ -216,6 +221,49 @@ def generate(host: Any, model: str, **options: Any) -> dict[str, Any]:
 
 def listed_models(host: Any) -> set[str]:
     return {model["name"] for model in api(host, "/api/tags")["models"]}
+
+
+def wait_for(what: str, check: Callable[[], T | None], seconds: float, every: float = 1.0) -> T:
+    """Poll ``check`` until it returns something, at most ``seconds``; fail naming ``what``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {seconds:g} s")
+        time.sleep(every)
+
+
+def state_time(host: Any, name: str) -> float:
+    """A time a side effect noted (``date +%s`` in the fixture's state directory)."""
+    return float(host.file(f"{FIXTURE_STATE}/{name}").content_string.split()[0])
+
+
+def instance_time(host: Any) -> float:
+    return float(host.run("date +%s.%N").stdout.strip())
+
+
+def loaded_models(host: Any) -> dict[str, dict[str, Any]]:
+    """What the server has loaded (/api/ps), by name."""
+    return {model["name"]: model for model in api(host, "/api/ps")["models"]}
+
+
+def unit_journal(host: Any, unit: str) -> str:
+    """Every line the unit wrote since the instance was created (all its runs)."""
+    return host.run("journalctl --no-pager --output cat --unit %s", unit).stdout
+
+
+def unit_property(host: Any, unit: str, prop: str) -> str:
+    return host.run("systemctl show --property=%s --value %s", prop, unit).stdout.strip()
+
+
+def written_back(host: Any) -> list[Name]:
+    """Models the write-back recorded in the disk store (populate keeps them as cold)."""
+    record = host.file(f"{DISK_STORE}/ollama-ramdisk-written-back.json")
+    if not record.exists:
+        return []
+    return [Name.parse(model) for model in json.loads(record.content_string)["models"]]
 
 
 def cli_listed_models(host: Any) -> set[str]:

@@ -1,4 +1,4 @@
-"""Each role's variables are written once: defaults/main.yml, meta/argument_specs.yml and the README agree."""
+"""Each role's variables are written once: defaults, argument specs and README agree."""
 
 from __future__ import annotations
 

@@ -110,6 +110,10 @@ class Host:
     def install_dir(self) -> Path:
         return self.root / "opt"
 
+    @property
+    def units(self) -> Path:
+        return self.root / "systemd"
+
     def variables(self, **overrides: Any) -> dict[str, Any]:
         return {
             "ollama_ramdisk_models": ["llama3.2:1b"],
@@ -121,6 +125,7 @@ class Host:
             "ollama_ramdisk_install_dir": str(self.install_dir),
             "ollama_ramdisk_cli_path": str(self.cli),
             "ollama_ramdisk_config_path": str(self.config),
+            "ollama_ramdisk_systemd_dir": str(self.units),
             "ollama_ramdisk_async_poll": 1,
             "ansible_python_interpreter": SYSTEM_PYTHON,
             **overrides,
@@ -197,6 +202,7 @@ def host(tmp_path: Path) -> Iterator[Host]:
     disk.add("big:1b", [BIG_WEIGHTS, LICENSE_LLAMA, TEMPLATE_CHAT])
     machine = Host(tmp_path, disk)
     machine.fstab.write_text("# static file system information\n")
+    machine.units.mkdir()
     try:
         yield machine
     finally:
@@ -276,3 +282,41 @@ def test_absent_writes_models_only_in_ram_back_and_removes_the_ram_disk(host: Ho
     assert not host.cli.exists()
     assert not host.config.exists()
     assert not host.install_dir.exists()
+    assert list(host.units.iterdir()) == []
+    record = json.loads((host.source / "ollama-ramdisk-written-back.json").read_text())
+    assert record["models"] == ["registry.ollama.ai/library/pulled:7b"]
+
+
+def test_the_write_back_units_follow_the_variable(host: Host) -> None:
+    host.prepare(["llama3.2:1b"])
+    names = [f"ollama-ramdisk-writeback.{kind}" for kind in ("service", "path", "timer")]
+    unit = {name: (host.units / name) for name in names}
+
+    on = host.apply(ollama_ramdisk_writeback_interval="45s")
+    units = {name: path.read_text() for name, path in unit.items()}
+    again = host.apply(ollama_ramdisk_writeback_interval="45s")
+    off = host.apply(ollama_ramdisk_writeback=False)
+
+    assert on.status == 0, on.failure() or on.text
+    service, path, timer = units.values()
+    assert f"ExecStart={host.cli} writeback --config {host.config} --forget-removed" in service
+    assert f"ReadWritePaths=-{host.source} -{host.dest}" in service
+    assert f"PathChanged={host.dest}/manifests/registry.ollama.ai/library" in path
+    assert "BindsTo=ollama.service" in path
+    assert "OnUnitInactiveSec=45s" in timer
+    assert "BindsTo=ollama.service" in timer
+    config = json.loads(host.config.read_text())
+    assert config["writeback-reserve"] == "1g"
+    assert again.status == 0
+    assert again.task("Install the write-back units")["changed"] is False
+    assert off.status == 0, off.failure() or off.text
+    assert not any(path.exists() for path in unit.values())
+
+
+def test_a_bad_write_back_interval_fails_before_any_change(host: Host) -> None:
+    refused = host.apply(ollama_ramdisk_writeback_interval="soon")
+
+    assert refused.status != 0
+    assert "ollama_ramdisk_writeback_interval" in refused.failure()
+    assert host.mount() is None
+    assert list(host.units.iterdir()) == []

@@ -224,3 +224,31 @@ def test_the_stores_must_exist_and_be_apart(cli, stores, tmp_path: Path) -> None
     assert "does not exist" in missing.err
     assert inside.code == 2
     assert "lies inside" in inside.err
+
+
+def test_a_manifest_or_directory_that_is_a_link_is_refused_by_name(
+    cli, stores, tmp_path: Path
+) -> None:
+    disk, ram = stores
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "latest").write_bytes(ram.models["mine:1"].manifest_bytes())
+    library = ram.root / "manifests" / "registry.ollama.ai" / "library"
+    (library / "planted").mkdir()
+    (library / "planted" / "latest").symlink_to(outside / "latest")
+    (library / "linkdir").symlink_to(outside)
+    os.mkfifo(library / "mine" / "fifo")
+
+    run = cli("writeback", "--json", "--source", disk.root, "--dest", ram.root)
+
+    assert run.code == 1
+    for relpath, kind in (
+        ("manifests/registry.ollama.ai/library/planted/latest", "a symlink"),
+        ("manifests/registry.ollama.ai/library/linkdir", "a symlink"),
+        ("manifests/registry.ollama.ai/library/mine/fifo", "a FIFO"),
+    ):
+        assert f"{relpath} not written back: {ram.root / relpath} is {kind}" in run.err
+    assert not (disk.root / "manifests/registry.ollama.ai/library/planted").exists()
+    assert not (disk.root / "manifests/registry.ollama.ai/library/linkdir").exists()
+    # The sound models are written back all the same.
+    assert (disk.root / ram.models["mine:1"].manifest_relpath).is_file()

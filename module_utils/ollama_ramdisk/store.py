@@ -16,11 +16,11 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from .errors import InvalidName, InvalidOption, MalformedManifest, ModelNotFound, OperationFailed
 from .names import ModelName, parse_name
-from .safeio import NotRegular, open_regular
+from .safeio import NotRegular, kind_of, open_regular
 from .sizes import MAX_SIZE, shorten
 
 # Ollama accepts either separator and either case (manifest/paths.go).
@@ -187,26 +187,36 @@ class Store:
                 return f"{message}; the store has {other.short}, which differs only in case"
         return message
 
-    def iter_models(self) -> Iterator[ModelName]:
+    def iter_models(
+        self, on_skipped: Callable[[Path, str], None] | None = None
+    ) -> Iterator[ModelName]:
         """Every model with a manifest file, in a stable order.
 
         Entries that are not valid names (leftovers, editor backups) are
         skipped: nothing here is trusted to become a path unless it parses.
+        Links (to directories or manifests) and other non-regular entries are
+        skipped too, and told to ``on_skipped`` with what they are.
         """
         if self.manifests_dir.is_symlink():
             raise OperationFailed(
                 f"{self.manifests_dir}: is a symlink; a store's manifests are never listed"
                 " through a link"
             )
-        for host_dir in _sorted_dirs(self.manifests_dir):
-            for namespace_dir in _sorted_dirs(host_dir):
-                for model_dir in _sorted_dirs(namespace_dir):
+        told = on_skipped or (lambda path, kind: None)
+        for host_dir in _sorted_dirs(self.manifests_dir, told):
+            for namespace_dir in _sorted_dirs(host_dir, told):
+                for model_dir in _sorted_dirs(namespace_dir, told):
                     for tag_path in sorted(model_dir.iterdir()):
                         name = _name_from_parts(
                             host_dir.name, namespace_dir.name, model_dir.name, tag_path.name
                         )
-                        if name is not None and _is_regular_file(tag_path):
+                        if name is None:
+                            continue
+                        kind = _entry_kind(tag_path)
+                        if kind == "regular file":
                             yield name
+                        elif kind is not None:
+                            told(tag_path, kind)
 
     def iter_blob_files(self) -> Iterator[Path]:
         """Files in blobs/ whose names are digests (links included)."""
@@ -238,19 +248,29 @@ def _read_small_file(path: Path) -> bytes:
     return raw
 
 
-def _sorted_dirs(path: Path) -> list[Path]:
+def _sorted_dirs(path: Path, told: Callable[[Path, str], None]) -> list[Path]:
     try:
         entries = sorted(path.iterdir())
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return [entry for entry in entries if entry.is_dir() and not entry.is_symlink()]
+    found = []
+    for entry in entries:
+        if entry.is_symlink():
+            told(entry, "a symlink")
+        elif entry.is_dir():
+            found.append(entry)
+    return found
 
 
-def _is_regular_file(path: Path) -> bool:
+def _entry_kind(path: Path) -> str | None:
+    """What a manifest path is, in words; None when it is gone."""
     try:
-        return stat.S_ISREG(path.lstat().st_mode)
+        mode = path.lstat().st_mode
     except FileNotFoundError:
-        return False
+        return None
+    if stat.S_ISREG(mode):
+        return "regular file"
+    return "a symlink" if stat.S_ISLNK(mode) else kind_of(mode)
 
 
 def _name_from_parts(host: str, namespace: str, model: str, tag: str) -> ModelName | None:

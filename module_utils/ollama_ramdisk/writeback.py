@@ -215,6 +215,10 @@ class _Writeback:
         ]
         return _Model(manifest, to_copy)
 
+    def _skipped(self, path: Path, kind: str) -> None:
+        relpath = path.relative_to(self.ram.root).as_posix()
+        self._refuse(relpath, f"{path} is {kind}, never followed or read")
+
     def _refuse(
         self, model: str, why: str, failure: type[OperationFailed] = OperationFailed
     ) -> None:
@@ -232,7 +236,8 @@ class _Writeback:
                 self.reporter.warn(f"removed {len(stale)} temporary file(s) of an interrupted run")
         self.recorded = load_record(self.disk, self.reporter.warn)
         has_manifests = self.ram.dir_fd("manifests") is not None
-        self.in_ram = list(Store(self.ram.root).iter_models()) if has_manifests else []
+        ram_store = Store(self.ram.root)
+        self.in_ram = list(ram_store.iter_models(self._skipped)) if has_manifests else []
         models = [model for model in map(self._read, self.to_write()) if model is not None]
         self.result.skipped = sum(len(m.manifest.blobs) - len(m.to_copy) for m in models)
         free = self._free_bytes()

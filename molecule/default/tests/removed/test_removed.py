@@ -20,8 +20,9 @@ from conftest import (
 )
 
 # Made in RAM by a user with `ollama create` just before the removal: its blobs
-# exist only there. (tinyllama:latest, made with `ollama cp` before the refresh,
-# was lost at the reboot after it: the RAM disk is not written back until then.)
+# exist only there, unless the write-back timer ran since. (tinyllama:latest,
+# made with `ollama cp` before the refresh, was written back before the reboot
+# after it and kept since.)
 CREATED = Name.parse("tinyllama:chat")
 
 
@@ -68,6 +69,18 @@ def test_a_model_made_in_ram_was_written_back(host: Any, disk: Store) -> None:
 
 def test_a_model_made_in_ram_answers_from_the_disk_store(host: Any) -> None:
     assert generate(host, CREATED.display)["done"]
+
+
+def test_the_model_copied_in_ram_before_the_refresh_is_kept(host: Any, disk: Store) -> None:
+    copied = Name.parse("tinyllama:latest")
+    assert copied.manifest in disk.manifests
+    assert copied.display in listed_models(host)
+
+
+def test_the_write_back_units_are_gone(host: Any) -> None:
+    for kind in ("service", "path", "timer"):
+        assert not host.file(f"/etc/systemd/system/ollama-ramdisk-writeback.{kind}").exists
+    assert not host.file("/etc/systemd/system/ollama-ramdisk-preload.service").exists
 
 
 def test_api_lists_every_model_of_the_disk_store(host: Any, disk: Store) -> None:
