@@ -23,6 +23,9 @@ def test_every_planted_model_is_named_as_refused(host: Any) -> None:
     log = journal(host, UNIT)
     for name in ("linkedblob", "fifo"):
         assert f"registry.ollama.ai/library/{name}:latest not written back" in log, log
+    for relpath in ("library/planted/latest", "evil"):
+        assert f"manifests/registry.ollama.ai/{relpath} not written back" in log, log
+        assert "is a symlink, never followed" in log
 
 
 def test_nothing_planted_reached_the_disk_store(host: Any, disk: Store) -> None:

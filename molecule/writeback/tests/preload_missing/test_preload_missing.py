@@ -11,7 +11,7 @@ UNIT = "ollama-ramdisk-preload.service"
 
 def _finished_after_this_start(host: Any) -> bool:
     server = int(unit_property(host, "ollama.service", "ExecMainStartTimestampMonotonic"))
-    ran = int(unit_property(host, UNIT, "ExecMainStartTimestampMonotonic") or 0)
+    ran = int(unit_property(host, UNIT, "InactiveExitTimestampMonotonic") or 0)
     return ran >= server and unit_property(host, UNIT, "ActiveState") in ("inactive", "failed")
 
 
@@ -31,6 +31,6 @@ def test_the_server_keeps_running_with_the_other_models_loaded(
     assert host.service("ollama.service").is_running
     # Still the process the preload ran against: the failure restarted nothing.
     server = int(unit_property(host, "ollama.service", "ExecMainStartTimestampMonotonic"))
-    assert server <= int(unit_property(host, UNIT, "ExecMainStartTimestampMonotonic"))
+    assert server <= int(unit_property(host, UNIT, "InactiveExitTimestampMonotonic"))
     wanted = {Name.parse(model).display for model in hostvars["ollama_service_preload"]}
     assert wanted <= set(loaded_models(host))
