@@ -203,3 +203,9 @@ def test_ollama_started_on_a_sound_store(host: Any) -> None:
     log = journal(host)
     assert "corrupt manifests detected" not in log
     assert "total unused blobs removed: 0" in log, log[-3000:]
+
+
+def test_the_boot_has_no_ordering_cycle(host: Any) -> None:
+    # systemd breaks a cycle at boot by dropping a start job, perhaps Ollama's.
+    check = host.run("systemd-analyze verify default.target ollama.service")
+    assert "ordering cycle" not in check.stdout + check.stderr, check.stdout + check.stderr
