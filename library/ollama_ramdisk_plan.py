@@ -8,6 +8,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ollama_ramdisk.errors import RamdiskError
+from ansible.module_utils.ollama_ramdisk.limits import service_limits
 from ansible.module_utils.ollama_ramdisk.plan import Plan, build_plan, resolve_model_set
 from ansible.module_utils.ollama_ramdisk.sizes import human, parse_size
 from ansible.module_utils.ollama_ramdisk.store import Store
@@ -74,6 +75,27 @@ options:
       - The memory to plan against, as a SIZE. Default is the host's memory,
         or its cgroup's memory limit when that is lower.
       - Useful to plan for another host class than the one the module runs on.
+    type: str
+  gpus:
+    description:
+      - Whether the host has GPUs, which decides whether Ollama's loads map the
+        weights or copy them (a copy adds the largest hot model's weights to
+        what must fit). Default is to look for NVIDIA and AMD GPUs.
+    type: bool
+  unit:
+    description:
+      - A systemd unit (C(ollama.service)) whose C(MemoryMax=) and
+        C(MemoryHigh=), and those of its slices, must also hold the RAM disk
+        plus a load, since the refill charges the RAM disk's pages to that unit.
+    type: str
+  unit_memory_max:
+    description:
+      - The unit's C(MemoryMax=) as a SIZE, instead of asking systemd (to plan
+        for another host).
+    type: str
+  unit_memory_high:
+    description:
+      - The unit's C(MemoryHigh=) as a SIZE, instead of asking systemd.
     type: str
 notes:
   - Supports check mode; the module never changes anything.
@@ -170,8 +192,31 @@ plan:
     reserve:
       description: The memory kept free, in bytes.
       type: int
+    gpus:
+      description: Whether the plan is for a host with GPUs (O(gpus), or found).
+      type: bool
+    mmap:
+      description: Whether Ollama's loads of the largest hot model will map its weights.
+      type: bool
+    mmap_reason:
+      description: Why, in words (no GPU; or the memory left available with the RAM disk full).
+      type: str
+    load_copy_bytes:
+      description: What a load adds beside the RAM disk when it copies the weights (else 0).
+      type: int
+    limits:
+      description:
+        - Every ceiling the RAM disk plus a load must fit under, C(memory) first, then the unit's
+          and its slices' C(MemoryMax)/C(MemoryHigh).
+        - Each with C(source), C(bytes), C(needed) (with the reserve for C(memory)) and C(fits).
+      type: list
+      elements: dict
+    limit_source:
+      description: The tightest limit (least room left, or most over).
+      type: str
+      sample: memory
     fits:
-      description: Whether size_bytes <= mem_total - reserve.
+      description: Whether every limit holds what it needs.
       type: bool
       sample: true
 """
@@ -184,6 +229,10 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "reserve": {"type": "str"},
     "size": {"type": "str"},
     "mem_total": {"type": "str"},
+    "gpus": {"type": "bool"},
+    "unit": {"type": "str"},
+    "unit_memory_max": {"type": "str"},
+    "unit_memory_high": {"type": "str"},
 }
 
 
@@ -202,23 +251,12 @@ def make_plan(params: dict[str, Any]) -> Plan:
         reserve=_optional_size(params["reserve"], "reserve"),
         mem_total=_optional_size(params["mem_total"], "mem_total"),
         size_override=_optional_size(params["size"], "size"),
-    )
-
-
-def does_not_fit_message(plan: Plan) -> str:
-    """Say what the set needs, what the host has and what to change."""
-    available = plan.mem_total - plan.reserve
-    needed = (
-        f"the RAM disk size {plan.size} (forced by the size option)"
-        if plan.size_override
-        else f"a RAM disk of {plan.size} ({human(plan.tmpfs_bytes)} of model files"
-        f" x headroom {plan.headroom:g})"
-    )
-    return (
-        f"the model set does not fit: it needs {needed}, but the host has"
-        f" {human(plan.mem_total)} of memory and {human(plan.reserve)} must stay free"
-        f" (reserve), which leaves {human(max(available, 0))}. Use fewer or smaller models"
-        f" (or make some of them cold), a lower headroom (at least 1.0) or a smaller reserve."
+        gpus=params["gpus"],
+        unit_limits=service_limits(
+            params["unit"],
+            memory_max=_optional_size(params["unit_memory_max"], "unit_memory_max"),
+            memory_high=_optional_size(params["unit_memory_high"], "unit_memory_high"),
+        ),
     )
 
 
@@ -239,7 +277,9 @@ def main() -> None:
         module.fail_json(msg=f"{error.filename or module.params['source']}: {error.strerror}")
     result = plan.to_dict()
     if not plan.fits:
-        module.fail_json(msg=does_not_fit_message(plan), plan=result)
+        module.fail_json(msg=" ".join(plan.refusals()), plan=result)
+    for warning in plan.warnings():
+        module.warn(warning)
     if not plan.holds_set:
         module.warn(does_not_hold_message(plan))
     module.exit_json(changed=False, plan=result)

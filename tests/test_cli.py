@@ -137,7 +137,7 @@ def test_plan_for_people_lists_models_and_the_size(cli, fleet: SyntheticStore) -
     assert "cold models (1), linked to the source, not counted:" in lines
     assert "  qwen2.5-coder:7b" in lines
     assert "size            1m at headroom 1.2 (1048576)" in lines
-    assert lines[-1] == "fits            yes"
+    assert lines[-1] == "fits            yes (tightest: memory)"
 
 
 def test_plan_options_change_the_size(cli, fleet: SyntheticStore) -> None:
@@ -163,15 +163,15 @@ def test_plan_that_does_not_fit_exits_1_and_still_prints_the_plan(
     assert run.code == 1
     assert run.json["fits"] is False
     assert run.json["bytes"] > huge
-    assert "the model set does not fit: the RAM disk needs" in run.err
-    assert "move models to --cold" in run.err
+    assert "the model set does not fit: it needs a RAM disk of" in run.err
+    assert "too much. Use fewer or smaller models (or make some of them cold)" in run.err
 
 
 def test_a_reserve_larger_than_memory_does_not_fit(cli, fleet: SyntheticStore) -> None:
     run = cli("plan", "--source", fleet.root, "--mem-total", "8g", "--reserve", "8g", "llama3.2:1b")
 
     assert run.code == 1
-    assert run.out.splitlines()[-1] == "fits            NO"
+    assert run.out.splitlines()[-1] == "fits            NO (tightest: memory)"
 
 
 def test_a_forced_size_below_the_set_warns(cli, store_factory: StoreFactory) -> None:

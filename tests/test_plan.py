@@ -19,7 +19,7 @@ TWO_TAGS = ["llama3.2:3b", "llama3.2:latest"]
 
 def _plan(store: SyntheticStore, hot: list[str], cold: tuple[str, ...] = (), **kwargs: object):
     model_set = resolve_model_set(store.store, hot, cold)
-    return build_plan(model_set, **{"mem_total": 64 * GIB, **kwargs})  # type: ignore[arg-type]
+    return build_plan(model_set, **{"mem_total": 64 * GIB, "gpus": False, **kwargs})  # type: ignore[arg-type]
 
 
 def test_two_tags_sharing_every_blob_count_their_blobs_once(fleet: SyntheticStore) -> None:
@@ -134,13 +134,15 @@ def test_blobs_are_not_checked_when_asked_not_to(fleet: SyntheticStore) -> None:
     assert [manifest.name.model for manifest in model_set.hot] == ["embedder"]
 
 
-def test_fits_exactly_at_memory_minus_reserve(store_factory: StoreFactory) -> None:
+def test_fits_exactly_at_memory_minus_reserve_minus_a_load(store_factory: StoreFactory) -> None:
+    # Without GPUs a load copies the weights (5000 bytes here) beside the RAM disk.
     built = store_factory({"m:1": [text(b"w" * 5000)]})
-    plan = _plan(built, ["m:1"], mem_total=10 * MIB, reserve=9 * MIB)
+    plan = _plan(built, ["m:1"], mem_total=10 * MIB, reserve=9 * MIB - 5000)
     assert plan.size_bytes == MIB
+    assert plan.load.copy_bytes == 5000
     assert plan.fits
 
-    tight = _plan(built, ["m:1"], mem_total=10 * MIB, reserve=9 * MIB + 1)
+    tight = _plan(built, ["m:1"], mem_total=10 * MIB, reserve=9 * MIB - 5000 + 1)
 
     assert not tight.fits
     assert tight.to_dict()["fits"] is False

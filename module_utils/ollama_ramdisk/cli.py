@@ -28,6 +28,7 @@ from .config import (
     to_text,
 )
 from .errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InvalidOption, RamdiskError
+from .limits import service_limits
 from .names import parse_names
 from .plan import DEFAULT_HEADROOM, Plan, build_plan, check_headroom, resolve_model_set
 from .sizes import human
@@ -97,7 +98,9 @@ memory mapping. Cold models are checked but not counted."""
 PLAN_EPILOG = f"""\
 output (--json keys):
   models (name, manifest, blobs, bytes), blob_count, bytes, tmpfs_bytes,
-  headroom, size_bytes, size (fstab form), mem_total, reserve, fits.
+  headroom, size_bytes, size (fstab form), mem_total, reserve, gpus, mmap,
+  mmap_reason, load_copy_bytes (what a load adds when it copies the weights),
+  limits (source, bytes, needed, fits), limit_source (the tightest), fits.
   The plan is printed even when it does not fit.
 
 examples:
@@ -105,6 +108,8 @@ examples:
   {PROG} plan --source /srv/ollama --cold qwen2.5:72b --headroom 1.1 llama3.1:8b
   {PROG} plan --config /etc/ollama-ramdisk/config.json --json
   {PROG} plan --source /srv/ollama --mem-total 512g --reserve 48g llama3.1:405b
+  {PROG} plan --config /etc/ollama-ramdisk/config.json --unit ollama.service
+  {PROG} plan --source /srv/ollama --gpus --mem-total 1t --unit-memory-max 600g llama3.1:405b
 
 {_exit_status("the set does not fit in memory, or an I/O error")}"""
 
@@ -390,6 +395,23 @@ def _plan_parser(commands: Any) -> None:
         metavar="SIZE",
         help="plan for a host with this much memory (default: this host's, or its cgroup limit)",
     )
+    _flag(parser, "gpus", "plan for a host with GPUs, or without (default: look for them)")
+    parser.add_argument(
+        "--unit", type=TEXT, metavar="UNIT",
+        help="also fit under this unit's and its slices' MemoryMax= and MemoryHigh= (systemd)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--unit-memory-max", type=SIZE, metavar="SIZE",
+        help="the unit's MemoryMax, for another host (instead of asking systemd)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--unit-memory-high", type=SIZE, metavar="SIZE",
+        help="the unit's MemoryHigh, for another host (instead of asking systemd)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--unit-cgroup", type=PATH, metavar="DIR",
+        help="read the limits from this cgroup (v2) directory and its parents instead",
+    )  # fmt: skip
     _add_cold(parser)
     _add_models(parser, "hot model to hold in RAM")
 
@@ -620,6 +642,13 @@ def _run_plan(options: Options) -> int:
         reserve=options.get("reserve"),
         mem_total=options.get("mem_total"),
         size_override=options.get("size"),
+        gpus=options.get("gpus"),
+        unit_limits=service_limits(
+            options.get("unit"),
+            memory_max=options.get("unit_memory_max"),
+            memory_high=options.get("unit_memory_high"),
+            cgroup=options.get("unit_cgroup"),
+        ),
     )
     _emit(options, plan.to_dict(), _plan_lines(plan))
     if not plan.holds_set:
@@ -627,16 +656,11 @@ def _run_plan(options: Options) -> int:
             f"warning: the forced size {plan.size} is below the {human(plan.tmpfs_bytes)} "
             "the hot models need; what does not fit must be linked (--fallback-link)"
         )
-    if not plan.fits:
-        available = max(plan.mem_total - plan.reserve, 0)
-        _warn(
-            f"the model set does not fit: the RAM disk needs {plan.size} "
-            f"({human(plan.size_bytes)}) but only {human(available)} of "
-            f"{human(plan.mem_total)} is available after the reserve of {human(plan.reserve)}; "
-            "move models to --cold, drop some, or lower --headroom or --reserve"
-        )
-        return EXIT_FAILED
-    return EXIT_OK
+    for warning in plan.warnings():
+        _warn(f"warning: {warning}")
+    for refusal in plan.refusals():
+        _warn(refusal)
+    return EXIT_OK if plan.fits else EXIT_FAILED
 
 
 def _plan_lines(plan: Plan) -> list[str]:
@@ -659,7 +683,15 @@ def _plan_lines(plan: Plan) -> list[str]:
         f"size            {plan.size}{forced} ({plan.size_bytes})",
         f"memory          {human(plan.mem_total)}, reserve {human(plan.reserve)}: "
         f"{human(max(available, 0))} available",
-        f"fits            {'yes' if plan.fits else 'NO'}",
+        f"loads           {'map the weights' if plan.load.mmap else 'copy the weights'}"
+        f" ({plan.load.reason})",
+        f"a load adds     {human(plan.load.copy_bytes)}",
+        *(
+            f"limit           {limit.source}: {human(limit.bytes)}, needs {human(limit.needed)}"
+            f"{'' if limit.fits else ' (over)'}"
+            for limit in plan.limits
+        ),
+        f"fits            {'yes' if plan.fits else 'NO'} (tightest: {plan.tightest.source})",
     ]
     return lines
 

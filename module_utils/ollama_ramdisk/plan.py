@@ -14,9 +14,10 @@ from typing import Any
 
 from .errors import InputProblems, InvalidInput, InvalidOption
 from .identity import acting_as, run_identity
+from .limits import Limit, LoadMode, detect_gpus, load_mode
 from .memory import default_reserve, memory_total
 from .names import ModelName, parse_name
-from .sizes import MIB, PAGE_SIZE, format_size, round_up
+from .sizes import MIB, PAGE_SIZE, format_size, human, round_up
 from .store import Blob, Manifest, Store
 
 DEFAULT_HEADROOM = 1.2
@@ -125,10 +126,26 @@ class Plan:
     reserve: int
     size_override: bool = False
     notes: list[str] = field(default_factory=list)
+    gpus: bool = False
+    load: LoadMode = field(default_factory=lambda: LoadMode(False, "no hot model", 0, 0))
+    # Limits besides memory (a unit's and its slices' MemoryMax/MemoryHigh).
+    unit_limits: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def limits(self) -> list[Limit]:
+        """Every ceiling the RAM disk plus a load must fit under, memory first."""
+        load = self.size_bytes + self.load.copy_bytes
+        found = [Limit("memory", self.mem_total, load + self.reserve)]
+        found += [Limit(source, limit, load) for source, limit in self.unit_limits]
+        return found
+
+    @property
+    def tightest(self) -> Limit:
+        return min(self.limits, key=lambda limit: limit.slack)
 
     @property
     def fits(self) -> bool:
-        return self.size_bytes <= self.mem_total - self.reserve
+        return all(limit.fits for limit in self.limits)
 
     @property
     def holds_set(self) -> bool:
@@ -138,6 +155,19 @@ class Plan:
     @property
     def size(self) -> str:
         return format_size(self.size_bytes)
+
+    def refusals(self) -> list[str]:
+        """One sentence per limit the plan crosses: which, and by how much."""
+        return [_refusal(self, limit) for limit in self.limits if not limit.fits]
+
+    def warnings(self) -> list[str]:
+        if self.gpus and self.reserve < self.load.mmap_needs:
+            return [
+                f"the reserve of {human(self.reserve)} is below the {human(self.load.mmap_needs)}"
+                " Ollama wants available (the largest hot model plus max(8 GB, 10% of memory))"
+                " to map its weights on a GPU host: loads may copy them instead"
+            ]
+        return []
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,8 +183,45 @@ class Plan:
             "holds_set": self.holds_set,
             "mem_total": self.mem_total,
             "reserve": self.reserve,
+            "gpus": self.gpus,
+            "mmap": self.load.mmap,
+            "mmap_reason": self.load.reason,
+            "load_copy_bytes": self.load.copy_bytes,
+            "limits": [limit.to_dict() for limit in self.limits],
+            "limit_source": self.tightest.source,
             "fits": self.fits,
         }
+
+
+def _refusal(plan: Plan, limit: Limit) -> str:
+    if plan.size_override:
+        disk = f"the RAM disk size {plan.size} (forced by the size option)"
+    else:
+        disk = (
+            f"a RAM disk of {plan.size} ({human(plan.tmpfs_bytes)} of model files"
+            f" x headroom {plan.headroom:g})"
+        )
+    load = (
+        f" plus {human(plan.load.copy_bytes)} that a load copies into the engine"
+        f" ({plan.load.reason.split(':')[0]})"
+        if plan.load.copy_bytes
+        else ""
+    )
+    over = human(-limit.slack)
+    if limit.source == "memory":
+        return (
+            f"the model set does not fit: it needs {disk}{load}, but the host has"
+            f" {human(plan.mem_total)} of memory and {human(plan.reserve)} must stay free"
+            f" (reserve), which leaves {human(max(plan.mem_total - plan.reserve, 0))}:"
+            f" {over} too much. Use fewer or smaller models (or make some of them cold),"
+            " a lower headroom (at least 1.0) or a smaller reserve."
+        )
+    return (
+        f"the model set does not fit under {limit.source} ({human(limit.bytes)}): it needs"
+        f" {disk}{load}, {human(limit.needed)} in all, {over} more, and the refill charges"
+        " the RAM disk's pages to that unit. Raise the limit, or use fewer or smaller"
+        " models (or make some of them cold)."
+    )
 
 
 def _model_entry(manifest: Manifest) -> dict[str, Any]:
@@ -194,8 +261,15 @@ def build_plan(
     reserve: int | None = None,
     mem_total: int | None = None,
     size_override: int | None = None,
+    *,
+    gpus: bool | None = None,
+    unit_limits: Sequence[tuple[str, int]] = (),
 ) -> Plan:
-    """Size the RAM disk for the hot models of ``model_set``."""
+    """Size the RAM disk for the hot models of ``model_set``.
+
+    ``gpus`` None detects them; ``unit_limits`` are (source, bytes) ceilings
+    such as ollama.service's MemoryMax (limits.unit_limits reads them).
+    """
     ratio = check_headroom(headroom)
     blobs = model_set.hot_blobs()
     files = [blob.size for blob in blobs.values()]
@@ -209,6 +283,7 @@ def build_plan(
         size_bytes = round_up(size_override, MIB)
     else:
         size_bytes = size_for(tmpfs_bytes, ratio)
+    has_gpus = detect_gpus() if gpus is None else bool(gpus)
     return Plan(
         model_set=model_set,
         blob_count=len(blobs),
@@ -219,4 +294,7 @@ def build_plan(
         mem_total=memory,
         reserve=default_reserve(memory) if reserve is None else reserve,
         size_override=size_override is not None,
+        gpus=has_gpus,
+        load=load_mode(model_set.hot, has_gpus, memory, size_bytes),
+        unit_limits=tuple(unit_limits),
     )
