@@ -258,6 +258,33 @@ def unit_property(host: Any, unit: str, prop: str) -> str:
     return host.run("systemctl show --property=%s --value %s", prop, unit).stdout.strip()
 
 
+# Run on the instance: the shmem (tmpfs) bytes charged to a process's memory cgroup, v1 or v2.
+CGROUP_SHMEM = r"""
+import sys
+pid = sys.argv[1]
+for line in open(f"/proc/{pid}/cgroup"):
+    hierarchy, controllers, path = line.rstrip("\n").split(":", 2)
+    if hierarchy == "0" and controllers == "":
+        base = "/sys/fs/cgroup" + path
+    elif "memory" in controllers.split(","):
+        base = "/sys/fs/cgroup/memory" + path
+    else:
+        continue
+    stat = dict(l.split() for l in open(base + "/memory.stat"))
+    print(base, stat.get("shmem", stat.get("total_shmem")))
+    break
+"""
+
+
+def service_cgroup_shmem(host: Any, unit: str = "ollama.service") -> tuple[str, int]:
+    """(cgroup directory, tmpfs bytes charged to it) of the unit's main process."""
+    pid = unit_property(host, unit, "MainPID")
+    result = host.run("python3 -c %s %s", CGROUP_SHMEM, pid)
+    assert result.rc == 0, result.stderr
+    path, shmem = result.stdout.split()
+    return path, int(shmem)
+
+
 def written_back(host: Any) -> list[Name]:
     """Models the write-back recorded in the disk store (populate keeps them as cold)."""
     record = host.file(f"{DISK_STORE}/ollama-ramdisk-written-back.json")

@@ -17,6 +17,7 @@ from conftest import (
     listed_models,
     live_mount,
     plan_size,
+    service_cgroup_shmem,
     snapshot,
 )
 
@@ -77,3 +78,20 @@ def test_api_lists_exactly_the_hot_and_cold_models(
     host: Any, hot: list[Name], cold: list[Name]
 ) -> None:
     assert listed_models(host) == {name.display for name in hot + cold}
+
+
+def test_the_refill_charged_the_ram_disk_to_the_services_cgroup(
+    host: Any, ram_path: str, ram: Store
+) -> None:
+    # tmpfs pages belong to the cgroup that wrote them: at boot ExecStartPre runs in
+    # ollama.service's, so a MemoryMax= there must hold the RAM disk (README, sizing).
+    mount = live_mount(host, ram_path)
+    assert mount is not None
+    copied = sum(
+        entry["size"] for entry in ram.blobs.values() if entry["regular"] and entry["size"]
+    )
+    cgroup, shmem = service_cgroup_shmem(host)
+    assert "ollama.service" in cgroup
+    assert shmem >= copied, (
+        f"{cgroup} is charged {shmem} bytes of tmpfs, the RAM disk holds {copied}"
+    )
