@@ -84,7 +84,7 @@ def test_the_refill_charged_the_ram_disk_to_the_services_cgroup(
     host: Any, ram_path: str, ram: Store
 ) -> None:
     # tmpfs pages belong to the cgroup that wrote them: at boot ExecStartPre runs in
-    # ollama.service's, so a MemoryMax= there must hold the RAM disk (README: plan, limits besides memory).
+    # ollama.service's, so a MemoryMax= there must hold the RAM disk (README, plan).
     mount = live_mount(host, ram_path)
     assert mount is not None
     copied = sum(
