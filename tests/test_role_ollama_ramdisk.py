@@ -320,3 +320,60 @@ def test_a_bad_write_back_interval_fails_before_any_change(host: Host) -> None:
     assert "ollama_ramdisk_writeback_interval" in refused.failure()
     assert host.mount() is None
     assert list(host.units.iterdir()) == []
+
+
+@pytest.fixture
+def swap(tmp_path: Path) -> Iterator[Path]:
+    """Real swap on this machine for the test's length (a swap file)."""
+    swapfile = Path("/var/tmp") / f"ollama-ramdisk-test-{os.getpid()}.swap"
+    subprocess.run(["dd", "if=/dev/zero", f"of={swapfile}", "bs=1M", "count=32"], check=True,
+                   capture_output=True)  # fmt: skip
+    swapfile.chmod(0o600)
+    subprocess.run(["mkswap", str(swapfile)], check=True, capture_output=True)
+    on = subprocess.run(["swapon", str(swapfile)], capture_output=True, text=True, check=False)
+    if on.returncode != 0:
+        swapfile.unlink()
+        pytest.skip(f"swap cannot be enabled here: {on.stderr.strip()}")
+    try:
+        yield swapfile
+    finally:
+        subprocess.run(["swapoff", str(swapfile)], check=True)
+        swapfile.unlink()
+
+
+def test_without_swap_the_role_says_so_and_adds_no_option(host: Host) -> None:
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    if int(meminfo["SwapTotal"].split()[0]) != 0:
+        pytest.skip("this machine has swap")
+
+    applied = host.apply()
+
+    assert applied.status == 0, applied.failure() or applied.text
+    said = applied.task("Say how the RAM disk stays out of swap")["msg"]
+    assert said == "The host has no swap: nothing can swap the RAM disk out."
+    mount = host.mount()
+    assert mount is not None
+    assert "noswap" not in mount["options"]
+
+
+def test_with_swap_the_ram_disk_is_mounted_noswap(host: Host, swap: Path) -> None:
+    applied = host.apply()
+
+    assert applied.status == 0, applied.failure() or applied.text
+    said = applied.task("Say how the RAM disk stays out of swap")["msg"]
+    assert said.startswith("The RAM disk is mounted with tmpfs noswap")
+    mount = host.mount()
+    assert mount is not None
+    assert "noswap" in mount["options"].split(",")
+    assert "noswap" in host.fstab.read_text()
+
+
+def test_noswap_false_with_swap_says_the_ram_disk_can_be_swapped(host: Host, swap: Path) -> None:
+    applied = host.apply(ollama_ramdisk_noswap=False)
+
+    assert applied.status == 0, applied.failure() or applied.text
+    said = applied.task("Say how the RAM disk stays out of swap")["msg"]
+    assert "the RAM disk can be swapped out" in said
+    mount = host.mount()
+    assert mount is not None
+    assert "noswap" not in mount["options"].split(",")
