@@ -16,7 +16,7 @@ from ansible.module_utils.ollama_ramdisk.populate import (
     PopulateResult,
     populate,
 )
-from ansible.module_utils.ollama_ramdisk.progress import Reporter
+from ansible.module_utils.ollama_ramdisk.progress import WarningCollector
 from ansible.module_utils.ollama_ramdisk.status import store_status
 from ansible.module_utils.ollama_ramdisk.store import Store
 
@@ -220,16 +220,6 @@ ARGUMENT_SPEC: dict[str, Any] = {
 
 # How the diff names each residency the status reports.
 _RESIDENCY_KIND = {"ram": "hot", "linked": "cold", "partial": "partial"}
-
-
-class WarningCollector(Reporter):
-    """Keeps the core's warnings for the module's result; no progress output."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
 
 
 def _options(params: Mapping[str, Any], dry_run: bool) -> PopulateOptions:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ollama_ramdisk.errors import RamdiskError
-from ansible.module_utils.ollama_ramdisk.progress import Reporter
+from ansible.module_utils.ollama_ramdisk.progress import Reporter, WarningCollector
 from ansible.module_utils.ollama_ramdisk.store import Store
 from ansible.module_utils.ollama_ramdisk.verify import VerifyResult, verify_store
 
@@ -124,16 +124,6 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "source": {"type": "path"},
     "jobs": {"type": "int", "default": 1},
 }
-
-
-class WarningCollector(Reporter):
-    """Keeps the core's warnings for the module's result; no progress output."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
 
 
 def run_verify(params: Mapping[str, Any], check_mode: bool, reporter: Reporter) -> VerifyResult:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ollama_ramdisk.errors import RamdiskError
-from ansible.module_utils.ollama_ramdisk.progress import Reporter
+from ansible.module_utils.ollama_ramdisk.progress import WarningCollector
 from ansible.module_utils.ollama_ramdisk.writeback import WritebackOptions, writeback
 
 DOCUMENTATION = r"""
@@ -130,16 +130,6 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "reserve": {"type": "str", "default": "1g"},
     "lock_timeout": {"type": "float", "default": 600.0},
 }
-
-
-class WarningCollector(Reporter):
-    """Keeps the core's warnings for the module's result; no progress output."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
 
 
 def options_from(params: Mapping[str, Any], check_mode: bool) -> WritebackOptions:

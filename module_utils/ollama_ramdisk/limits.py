@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidOption
+from .memory import UNLIMITED_THRESHOLD
 from .sizes import human
 from .store import Manifest
 
@@ -29,7 +30,6 @@ GB = 1000**3  # Ollama's format.GigaByte: its 8 GB headroom is decimal
 MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
 WEIGHT_MEDIA_TYPES = frozenset({MODEL_MEDIA_TYPE, "application/vnd.ollama.image.projector"})
 _UNLIMITED = {"", "infinity", "max"}
-_UNLIMITED_THRESHOLD = 1 << 60
 
 
 def weight_bytes(manifest: Manifest) -> int:
@@ -143,7 +143,7 @@ def parse_limit(text: str, where: str) -> int | None:
     if not value.isdigit():
         raise InvalidOption(f"{where}: {value!r} is not a memory limit")
     number = int(value)
-    return None if number >= _UNLIMITED_THRESHOLD else number
+    return None if number >= UNLIMITED_THRESHOLD else number
 
 
 def cgroup_limits(cgroup_dir: Path, stop_at: Path) -> list[tuple[str, int]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from .sizes import GIB
 
 # cgroup v1 reports "no limit" as a huge page-aligned number.
-_UNLIMITED_THRESHOLD = 1 << 60
+UNLIMITED_THRESHOLD = 1 << 60
 
 
 def _meminfo_total(meminfo: Path) -> int:
@@ -48,7 +48,7 @@ def _cgroup_limit(proc_cgroup: Path, cgroup_root: Path) -> int | None:
             text = candidate.read_text().strip()
         except OSError:
             continue
-        if text.isdigit() and int(text) < _UNLIMITED_THRESHOLD:
+        if text.isdigit() and int(text) < UNLIMITED_THRESHOLD:
             limits.append(int(text))
     return min(limits, default=None)
 

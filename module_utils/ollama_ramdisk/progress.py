@@ -213,3 +213,13 @@ def make_reporter(stream: TextIO, quiet: bool = False) -> Reporter:
     except (AttributeError, ValueError):
         interactive = False
     return LiveReporter(stream) if interactive else LineReporter(stream)
+
+
+class WarningCollector(Reporter):
+    """Keeps the core's warnings for an Ansible module's result; no progress output."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
