@@ -249,6 +249,23 @@ def loaded_models(host: Any) -> dict[str, dict[str, Any]]:
     return {model["name"]: model for model in api(host, "/api/ps")["models"]}
 
 
+def assert_preloaded_since(
+    host: Any, hostvars: dict[str, Any], since: float, seconds: float
+) -> None:
+    """Every preload model is in /api/ps within ``seconds`` of ``since``, kept until evicted."""
+    wanted = {Name.parse(model).display for model in hostvars["ollama_service_preload"]}
+
+    def loaded() -> dict[str, Any] | None:
+        models = loaded_models(host) if host.service("ollama.service").is_running else {}
+        return models if wanted <= set(models) else None
+
+    models = wait_for(
+        "the preload models in /api/ps", loaded, since + seconds - instance_time(host)
+    )
+    # keep_alive -1: loaded until evicted, which Ollama shows as an expiry centuries ahead.
+    assert all(int(models[name]["expires_at"][:4]) > 2100 for name in wanted)
+
+
 def unit_journal(host: Any, unit: str) -> str:
     """Every line the unit wrote since the instance was created (all its runs)."""
     return host.run("journalctl --no-pager --output cat --unit %s", unit).stdout

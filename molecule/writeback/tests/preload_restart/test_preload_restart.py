@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Name, instance_time, loaded_models, state_time, wait_for
+from conftest import assert_preloaded_since, state_time
 
 
 def test_the_preload_models_are_loaded_again(host: Any, hostvars: dict[str, Any]) -> None:
-    wanted = {Name.parse(model).display for model in hostvars["ollama_service_preload"]}
-    restarted_at = state_time(host, "restart.at")
-
-    def loaded() -> dict[str, Any] | None:
-        models = loaded_models(host)
-        return models if wanted <= set(models) else None
-
-    models = wait_for(
-        "the preload models in /api/ps", loaded, restarted_at + 120 - instance_time(host)
-    )
-    assert all(int(models[name]["expires_at"][:4]) > 2100 for name in wanted)
+    assert_preloaded_since(host, hostvars, state_time(host, "restart.at"), 120)
 
 
 def test_the_preload_unit_ran_after_this_start_and_succeeded(

@@ -8,13 +8,11 @@ from conftest import (
     DISK_STORE,
     Name,
     Store,
+    assert_preloaded_since,
     generate,
-    instance_time,
     journal,
     listed_models,
-    loaded_models,
     state_time,
-    wait_for,
 )
 
 MADE = [Name.parse("wbchat:one"), Name.parse("mine/copied:v1")]
@@ -45,15 +43,4 @@ def test_the_refill_names_them(host: Any) -> None:
 
 
 def test_the_preload_models_are_loaded_after_the_boot(host: Any, hostvars: dict[str, Any]) -> None:
-    wanted = {Name.parse(model).display for model in hostvars["ollama_service_preload"]}
-    rebooted_at = state_time(host, "reboot.at")
-
-    def loaded() -> dict[str, Any] | None:
-        models = loaded_models(host)
-        return models if wanted <= set(models) else None
-
-    models = wait_for(
-        "the preload models in /api/ps", loaded, rebooted_at + 180 - instance_time(host)
-    )
-    # keep_alive -1: loaded until evicted, which Ollama shows as an expiry centuries ahead.
-    assert all(int(models[name]["expires_at"][:4]) > 2100 for name in wanted)
+    assert_preloaded_since(host, hostvars, state_time(host, "reboot.at"), 180)
