@@ -14,6 +14,8 @@
 #     (`bin/ollama`, `lib/ollama/`);
 #   - `models`: the test models made with that Ollama (last line: their
 #     directory: store archives, their records, GGUFs for tests to import).
+#   - `promtool`: Debian's promtool, which checks the metrics files (last
+#     line: its path), unpacked from the `prometheus` package, not installed.
 # Every step is skipped when already done, so `make` targets can call it
 # freely.
 set -euo pipefail
@@ -211,6 +213,27 @@ ensure_models() {
     printf '%s\n' "$out"
 }
 
+# Unpacked, never installed: installing the package would start a Prometheus
+# server on this machine. Cached like the Ollama build.
+ensure_promtool() {
+    local dir=$OLLAMA_RAMDISK_CACHE/promtool work
+    if [[ ! -x $dir/usr/bin/promtool ]]; then
+        work=$(mktemp -d)
+        # apt's download user must be able to write where it downloads.
+        chmod 0777 "$work"
+        if ! (cd "$work" && as_root apt-get download -q prometheus) >&2; then
+            as_root apt-get update -q >&2
+            (cd "$work" && as_root apt-get download -q prometheus) >&2
+        fi
+        rm -rf "$dir.tmp"
+        dpkg-deb -x "$work"/prometheus_*.deb "$dir.tmp"
+        rm -rf "$work" "$dir"
+        mv "$dir.tmp" "$dir"
+        log "promtool: $("$dir/usr/bin/promtool" --version 2>&1 | head -n 1)"
+    fi
+    printf '%s\n' "$dir/usr/bin/promtool"
+}
+
 main() {
     local what=${1:-all}
     case $what in
@@ -220,7 +243,8 @@ main() {
         venv) ensure_packages; ensure_venv ;;
         ollama) ensure_packages >&2; ensure_ollama ;;
         models) ensure_packages >&2; ensure_models ;;
-        *) log "usage: $0 [all|packages|docker|venv|ollama|models]"; exit 2 ;;
+        promtool) ensure_packages >&2; ensure_promtool ;;
+        *) log "usage: $0 [all|packages|docker|venv|ollama|models|promtool]"; exit 2 ;;
     esac
 }
 

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from exposition import parse_exposition, series
 from storegen import MountTmpfs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tmpfs mounts need root")
@@ -341,3 +342,48 @@ def test_preload_skip_loaded_changes_nothing_the_second_time(cli, disk_store: Pa
     assert second.json["changed"] is False
     assert second.json["loaded"] == []
     assert second.json["already_loaded"] == ["qwen2.5:7b"]
+
+
+def test_metrics_show_what_the_real_server_has_loaded_and_when_it_is_down(
+    cli, disk_store: Path, serve, tmpfs: MountTmpfs, tmp_path: Path
+) -> None:
+    ram = tmpfs("64m") / "models"
+    _populate(cli, disk_store, ram)
+    ollama = serve(ram)
+    ollama.post("/api/generate", {"model": "mistral:7b", "keep_alive": -1})
+    ollama.post("/api/generate", {"model": "llama3.1:8b", "keep_alive": "5m"})
+    listed = {model["name"]: model for model in ollama.get("/api/ps")["models"]}
+    textfile = tmp_path / "ollama_ramdisk.prom"
+    args = ["status", "--store", ram, "--ollama-host", ollama.url, "--prometheus", textfile]
+
+    up = cli(*args, "--json")
+    samples = parse_exposition(textfile.read_text())
+    ollama.process.terminate()
+    ollama.process.wait(timeout=30)
+    down = cli(*args)
+    after = parse_exposition(textfile.read_text())
+
+    assert up.code == 0, up.err
+    assert set(listed) == {"mistral:7b", "llama3.1:8b"}
+    assert series(samples, "ollama_ramdisk_ollama_up") == 1
+    assert series(samples, "ollama_ramdisk_ollama_loaded_models") == 2
+    for short, entry in listed.items():
+        model = f"registry.ollama.ai/library/{short}"
+        size = series(samples, "ollama_ramdisk_ollama_model_size_bytes", model=model)
+        vram = series(samples, "ollama_ramdisk_ollama_model_vram_bytes", model=model)
+        assert (size, vram) == (entry["size"], entry["size_vram"])
+    forever = "registry.ollama.ai/library/mistral:7b"
+    assert series(samples, "ollama_ramdisk_ollama_model_expiry_seconds", model=forever) == float(
+        "inf"
+    )
+    five = "registry.ollama.ai/library/llama3.1:8b"
+    assert 240 < series(samples, "ollama_ramdisk_ollama_model_expiry_seconds", model=five) <= 300
+    loaded = {entry["name"]: entry for entry in up.json["ollama"]["loaded"]}
+    assert loaded[forever]["never_expires"] is True
+    assert loaded[forever]["expires_in"] is None
+    assert down.code == 0, down.err
+    assert series(after, "ollama_ramdisk_ollama_up") == 0
+    assert not [key for key in after if key[0].startswith("ollama_ramdisk_ollama_model")]
+    # The store's own series do not depend on the server.
+    assert series(after, "ollama_ramdisk_models") == len(HOT) + len(COLD)
+    assert f"ollama http://{ollama.url}: not answering" in down.out

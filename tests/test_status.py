@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import threading
 from pathlib import Path
 
 import pytest
+from exposition import parse_exposition, series
 from ollama_ramdisk.errors import InvalidOption
+from ollama_ramdisk.metrics import prometheus_text, write_prometheus
 from ollama_ramdisk.names import parse_name
 from ollama_ramdisk.sizes import MIB, round_up
-from ollama_ramdisk.status import (
-    StoreStatus,
-    find_mount,
-    prometheus_text,
-    store_status,
-    write_prometheus,
-)
+from ollama_ramdisk.status import StoreStatus, find_mount, store_status
 from ollama_ramdisk.store import Store
 from storegen import MountTmpfs, SyntheticStore, make_store, weights
 
@@ -204,52 +199,6 @@ def test_no_mount_table_means_no_mount(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- Prometheus
 
-_LABEL_VALUE = r'"(?:[^"\\\n]|\\[\\"n])*"'
-_SAMPLE = re.compile(
-    r"(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)"
-    rf"\{{(?P<labels>(?:[a-zA-Z_][a-zA-Z0-9_]*={_LABEL_VALUE},?)*)\}} "
-    r"(?P<value>-?[0-9.eE+]+|NaN|[+-]Inf)\Z"
-)
-_LABEL = re.compile(rf"([a-zA-Z_][a-zA-Z0-9_]*)=({_LABEL_VALUE})")
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r"\\([\\\"n])", lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
-
-
-def parse_exposition(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """A strict reader of the text exposition format: HELP and TYPE before each
-    family's samples, valid names, escaped label values, one sample per series."""
-    assert text.endswith("\n")
-    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    described: dict[str, set[str]] = {}
-    for line in text.splitlines():
-        if line.startswith("# "):
-            keyword, name, rest = line[2:].split(" ", 2)
-            assert keyword in ("HELP", "TYPE"), line
-            assert name not in {key[0] for key in samples}, f"{keyword} after samples: {line}"
-            described.setdefault(name, set()).add(keyword)
-            if keyword == "TYPE":
-                assert rest == "gauge", line
-            continue
-        match = _SAMPLE.match(line)
-        assert match, f"not a sample line: {line!r}"
-        name = match.group("name")
-        assert described.get(name) == {"HELP", "TYPE"}, f"{name} lacks HELP or TYPE"
-        labels = frozenset(
-            (key, _unescape(value[1:-1])) for key, value in _LABEL.findall(match.group("labels"))
-        )
-        assert (name, labels) not in samples, f"duplicate series: {line}"
-        samples[(name, labels)] = float(match.group("value"))
-    return samples
-
-
-def _series(samples: dict, name: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    found = [value for (metric, got), value in samples.items() if metric == name and wanted <= got]
-    assert len(found) == 1, (name, labels, found)
-    return found[0]
-
 
 def test_metrics_describe_mount_models_and_residency(ramdisk: Path, fleet: SyntheticStore) -> None:
     status = store_status(Store(ramdisk), source=fleet.store)
@@ -257,15 +206,15 @@ def test_metrics_describe_mount_models_and_residency(ramdisk: Path, fleet: Synth
     samples = parse_exposition(prometheus_text(status))
 
     store = str(ramdisk)
-    assert _series(samples, "ollama_ramdisk_size_bytes", store=store, fstype="tmpfs") == 16 * MIB
-    assert _series(samples, "ollama_ramdisk_used_bytes", store=store) == status.mount.used_bytes
-    assert _series(samples, "ollama_ramdisk_models", store=store) == 6
-    assert _series(samples, "ollama_ramdisk_ram_only_models", store=store) == 1
+    assert series(samples, "ollama_ramdisk_size_bytes", store=store, fstype="tmpfs") == 16 * MIB
+    assert series(samples, "ollama_ramdisk_used_bytes", store=store) == status.mount.used_bytes
+    assert series(samples, "ollama_ramdisk_models", store=store) == 6
+    assert series(samples, "ollama_ramdisk_ram_only_models", store=store) == 1
     for model in status.models:
         name = model.name.qualified
-        assert _series(samples, "ollama_ramdisk_model_bytes", model=name) == model.bytes
+        assert series(samples, "ollama_ramdisk_model_bytes", model=name) == model.bytes
         states = {
-            residency: _series(
+            residency: series(
                 samples, "ollama_ramdisk_model_resident", model=name, residency=residency
             )
             for residency in ("ram", "linked", "partial")
@@ -280,7 +229,7 @@ def test_label_values_are_escaped(tmpfs: MountTmpfs, fleet: SyntheticStore) -> N
     text = prometheus_text(store_status(Store(odd)))
 
     samples = parse_exposition(text)
-    assert _series(samples, "ollama_ramdisk_models", store=str(odd)) == 1
+    assert series(samples, "ollama_ramdisk_models", store=str(odd)) == 1
     assert 'we\\"ird\\\\store\\nname' in text
 
 

@@ -13,6 +13,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +32,7 @@ from .errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InvalidOption, RamdiskEr
 from .limits import service_limits
 from .names import parse_names
 from .plan import DEFAULT_HEADROOM, Plan, build_plan, check_headroom, resolve_model_set
+from .runreport import REPORTED_COMMANDS, make_report, write_report
 from .sizes import human
 from .store import Store
 
@@ -228,16 +230,26 @@ listed as ram_only."""
 STATUS_EPILOG = f"""\
 output (--json keys):
   store, models (name, bytes, residency, blobs, linked, missing), mount
-  (path, fstype, size_bytes, used_bytes, available_bytes), ram_only.
-  --prometheus FILE writes node_exporter textfile metrics atomically:
-  ollama_ramdisk_size_bytes, ollama_ramdisk_used_bytes,
-  ollama_ramdisk_available_bytes, ollama_ramdisk_models,
-  ollama_ramdisk_model_bytes{{model}}, ollama_ramdisk_model_resident{{model,residency}}.
+  (path, fstype, size_bytes, used_bytes, available_bytes), ram_only,
+  collect_seconds; with --ollama-host, ollama (url, up, error, loaded: name,
+  size_bytes, vram_bytes, expires_in, never_expires); with --state-dir,
+  last_runs (populate, writeback, verify: finished_at, seconds, exit_code, ok,
+  error, counts).
+  --prometheus FILE writes node_exporter textfile metrics atomically, every
+  series labelled by store: ollama_ramdisk_size_bytes, _used_bytes,
+  _available_bytes, _models, _model_bytes{{model}},
+  _model_resident{{model,residency}}, _ram_only_models, _ram_only_model{{model}};
+  with --ollama-host _ollama_up, _ollama_loaded_models,
+  _ollama_model_size_bytes{{model}}, _ollama_model_vram_bytes{{model}},
+  _ollama_model_expiry_seconds{{model}}; with --state-dir
+  _last_run_timestamp_seconds{{command}}, _last_run_duration_seconds{{command}},
+  _last_run_success{{command}} and the counts of each run (_last_refill_*,
+  _last_writeback_*, _last_verify_*); and _collect_duration_seconds.
 
 examples:
   {PROG} status --store /mnt/ollama/models
   {PROG} status --config /etc/ollama-ramdisk/config.json --json
-  {PROG} status --store /mnt/ollama/models \\
+  {PROG} status --config /etc/ollama-ramdisk/config.json --ollama-host 127.0.0.1:11434 \\
       --prometheus /var/lib/prometheus/node-exporter/ollama_ramdisk.prom
 
 {EXIT_STATUS}"""
@@ -333,6 +345,17 @@ def _add_lock_timeout(parser: argparse.ArgumentParser, where: str) -> None:
         type=SECONDS,
         metavar="SECONDS",
         help=f"how long to wait for another run on {where} (default 600)",
+    )
+
+
+def _add_state_dir(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--state-dir", metavar="DIR", type=PATH, help=what)
+
+
+def _report_to(parser: argparse.ArgumentParser) -> None:
+    _add_state_dir(
+        parser,
+        "keep how this run ended in DIR/last-COMMAND.json, for status --state-dir (the metrics)",
     )
 
 
@@ -445,6 +468,7 @@ def _populate_parser(commands: Any) -> None:
         "mismatch) to the source instead, and still succeed (for ExecStartPre=)",
     )
     _add_lock_timeout(parser, "the same DEST")
+    _report_to(parser)
     _add_models(parser, "hot model to copy into RAM")
 
 
@@ -463,6 +487,7 @@ def _verify_parser(commands: Any) -> None:
         "--source", metavar="DIR", type=PATH, help="the disk store to repair from (with --repair)"
     )
     parser.add_argument("--jobs", type=COUNT, metavar="N", help="hash N blobs in parallel")
+    _report_to(parser)
     _add_models(parser, "model to check (default: every model in the store)")
 
 
@@ -488,6 +513,11 @@ def _status_parser(commands: Any) -> None:
         type=PATH,
         help="also write node_exporter textfile metrics to FILE (atomically)",
     )
+    parser.add_argument(
+        "--ollama-host", type=TEXT, metavar="HOST[:PORT]",
+        help="also show what this Ollama has loaded (/api/ps; OLLAMA_HOST's form)",
+    )  # fmt: skip
+    _add_state_dir(parser, "also show how the last populate, writeback and verify ended")
 
 
 def _writeback_parser(commands: Any) -> None:
@@ -517,6 +547,7 @@ def _writeback_parser(commands: Any) -> None:
         " disk store); only while Ollama runs on a RAM disk populate completed",
     )
     _add_lock_timeout(parser, "either store")
+    _report_to(parser)
 
 
 def _preload_parser(commands: Any) -> None:
@@ -579,6 +610,8 @@ class Options:
     def __init__(self, args: argparse.Namespace, config: Mapping[str, Any]) -> None:
         self.args = args
         self.config = config
+        # The result the command emitted, for its run report (runreport.py).
+        self.outcome: Mapping[str, Any] | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
         value = getattr(self.args, key, None)
@@ -608,6 +641,7 @@ class Options:
 
 
 def _emit(options: Options, result: Mapping[str, Any], lines: Sequence[str]) -> None:
+    options.outcome = result
     if options.json:
         print(json.dumps(result, indent=2))
     else:
@@ -857,44 +891,24 @@ def _verify_lines(outcome: Mapping[str, Any]) -> list[str]:
 
 
 def _run_status(options: Options) -> int:
-    from .status import store_status, write_prometheus  # noqa: PLC0415
+    from .status_report import collect, status_lines, write_textfile  # noqa: PLC0415
 
     store = _existing_store(options.require("store", "dest"), "--store")
     source_path = options.get("source")
     source = _existing_store(source_path, "--source") if source_path is not None else None
-    status = store_status(store, source=source)
+    collected = collect(
+        store,
+        source=source,
+        ollama_host=options.get("ollama_host"),
+        state_dir=options.get("state_dir"),
+        warn=_warn,
+    )
     prometheus = options.get("prometheus")
     if prometheus is not None:
-        write_prometheus(status, prometheus)
-    outcome = status.to_dict()
-    _emit(options, outcome, _status_lines(outcome))
+        write_textfile(collected, prometheus)
+    outcome = collected.to_dict()
+    _emit(options, outcome, status_lines(outcome))
     return EXIT_OK
-
-
-def _status_lines(outcome: Mapping[str, Any]) -> list[str]:
-    mount = outcome.get("mount")
-    lines = [f"store {outcome['store']}"]
-    if mount:
-        size, used = mount["size_bytes"], mount["used_bytes"]
-        percent = f" ({100 * used / size:.0f}%)" if size else ""
-        lines.append(
-            f"mount {mount['path']} ({mount['fstype']}): {human(size)}, "
-            f"{human(used)} used{percent}, {human(mount['available_bytes'])} free"
-        )
-    models = outcome["models"]
-    lines.append(f"models ({len(models)}):")
-    for model in models:
-        note = ""
-        if model.get("missing"):
-            note = f"  ({len(model['missing'])} of {model['blobs']} blobs missing)"
-        elif model.get("problem"):
-            note = f"  ({model['problem']})"
-        lines.append(
-            f"  {model['residency']:<8} {human(model['bytes']):>10}  {model['name']}{note}"
-        )
-    for name in outcome.get("ram_only", []):
-        lines.append(f"ram only: {name} (not in the source; lost at reboot unless copied back)")
-    return lines
 
 
 # ---------------------------------------------------------------- main
@@ -924,6 +938,37 @@ def _os_error_message(error: OSError) -> str:
     return f"{' -> '.join(paths)}: {reason}" if paths else reason
 
 
+def _run_reported(command: str, options: Options) -> int:
+    """Run a command; with a state directory, keep how a real run of populate,
+    writeback or verify ended (success or not) for the metrics."""
+    state_dir = options.get("state_dir")
+    if command not in REPORTED_COMMANDS or state_dir is None or options.get("dry_run"):
+        return COMMANDS[command](options)
+    started = time.monotonic()
+    code, error = EXIT_FAILED, None
+    try:
+        code = COMMANDS[command](options)
+    except RamdiskError as failure:
+        code, error = failure.exit_code, str(failure)
+        raise
+    except OSError as failure:
+        code, error = EXIT_FAILED, _os_error_message(failure)
+        raise
+    except KeyboardInterrupt:
+        code, error = EXIT_INTERRUPTED, "interrupted"
+        raise
+    finally:
+        report = make_report(
+            command,
+            seconds=time.monotonic() - started,
+            exit_code=code,
+            outcome=options.outcome,
+            error=error,
+        )
+        write_report(state_dir, report, _warn)
+    return code
+
+
 def _terminate(_signum: int, _frame: object) -> None:
     """SIGTERM ends a run as Ctrl-C does: workers stop, temporary files go."""
     raise KeyboardInterrupt
@@ -940,7 +985,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config) if getattr(args, "config", None) else {}
         options = Options(args, config)
         as_json = options.json
-        return COMMANDS[args.command](options)
+        return _run_reported(args.command, options)
     except SystemExit as exit_:
         # --help and --version end here with status 0.
         return exit_.code if isinstance(exit_.code, int) else EXIT_INVALID

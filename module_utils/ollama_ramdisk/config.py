@@ -120,6 +120,7 @@ KEYS: dict[str, Callable[[object], Any]] = {
     "lock_timeout": to_number,
     "repair": to_bool,
     "prometheus": to_path,
+    "state_dir": to_path,
     "json": to_bool,
     "quiet": to_bool,
     "preload": to_names,

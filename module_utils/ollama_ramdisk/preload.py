@@ -14,38 +14,16 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import InvalidOption, OperationFailed, RamdiskError
-from .names import ModelName, parse_name, parse_names
+from .errors import InvalidOption, OperationFailed
+from .names import ModelName, parse_names
+from .ollama_api import api_base, error_text, running_models
 
-DEFAULT_HOST = "127.0.0.1:11434"
-
-
-def api_base(host: str | None) -> str:
-    """``OLLAMA_HOST`` as Ollama reads it -> the URL to reach it on this host."""
-    text = (host or DEFAULT_HOST).strip()
-    if "://" not in text:
-        text = "http://" + text
-    try:
-        parts = urllib.parse.urlsplit(text)
-        port = parts.port or 11434
-    except ValueError:
-        raise InvalidOption(f"host: {host!r} is not a host[:port]") from None
-    if parts.scheme not in ("http", "https") or (parts.hostname is None and parts.netloc):
-        raise InvalidOption(f"host: {host!r} is not an http(s) address")
-    name = parts.hostname or ""
-    # A server listening on every address answers on the loopback one.
-    if name in ("", "0.0.0.0", "::"):  # noqa: S104 - a listen address read, not bound
-        name = "127.0.0.1"
-    if ":" in name:
-        name = f"[{name}]"
-    return f"{parts.scheme}://{name}:{port}"
+__all__ = ["PreloadResult", "api_base", "loaded_models", "preload", "wait_for_api"]
 
 
 @dataclass
@@ -96,29 +74,9 @@ def _post(base: str, path: str, body: dict[str, Any], timeout: float) -> dict[st
         return json.loads(response.read() or b"{}")
 
 
-def _error_text(error: Exception) -> str:
-    if isinstance(error, urllib.error.HTTPError):
-        try:
-            return str(json.loads(error.read()).get("error", error))
-        except (ValueError, OSError):
-            return str(error)
-    return str(getattr(error, "reason", error))
-
-
 def loaded_models(base: str) -> set[ModelName]:
     """What Ollama has loaded now, by qualified name (``/api/ps``)."""
-    try:
-        with urllib.request.urlopen(base + "/api/ps", timeout=10) as response:  # noqa: S310
-            listing = json.loads(response.read() or b"{}")
-    except (OSError, ValueError) as error:
-        raise OperationFailed(f"{base}/api/ps: {_error_text(error)}") from None
-    names = set()
-    for entry in listing.get("models") or []:
-        try:
-            names.add(parse_name(entry.get("name") or entry.get("model")))
-        except (AttributeError, RamdiskError):
-            continue  # a name this version cannot parse is not one we were asked for
-    return names
+    return {model.name for model in running_models(base)}
 
 
 def wait_for_api(base: str, wait: float, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -131,7 +89,7 @@ def wait_for_api(base: str, wait: float, sleep: Callable[[float], None] = time.s
         except (OSError, ValueError) as error:
             if time.monotonic() >= deadline:
                 raise OperationFailed(
-                    f"Ollama did not answer on {base} within {wait:g} s ({_error_text(error)});"
+                    f"Ollama did not answer on {base} within {wait:g} s ({error_text(error)});"
                     " nothing was preloaded"
                 ) from None
         sleep(1.0)
@@ -176,7 +134,7 @@ def preload(
             try:
                 _post(base, "/api/generate", {"model": model, "keep_alive": keep}, load_timeout)
             except (OSError, ValueError) as error:
-                reason = _error_text(error)
+                reason = error_text(error)
                 if attempt < retries and "not found" not in reason:
                     sleep(2.0**attempt)
                     continue

@@ -20,8 +20,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,96 +239,3 @@ def find_mount(path: Path, mountinfo: Path = MOUNTINFO) -> MountInfo | None:
         used_bytes=(usage.f_blocks - usage.f_bfree) * usage.f_frsize,
         available_bytes=usage.f_bavail * usage.f_frsize,
     )
-
-
-# ---------------------------------------------------------------- Prometheus
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(**labels: str) -> str:
-    return ",".join(f'{key}="{_escape_label(value)}"' for key, value in labels.items())
-
-
-def _metric(name: str, help_text: str, samples: Iterable[tuple[str, int]]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-    lines += [f"{name}{{{labels}}} {value}" for labels, value in samples]
-    return lines
-
-
-def prometheus_text(status: StoreStatus) -> str:
-    """node_exporter textfile metrics for a store (every series labelled by store)."""
-    store = str(status.store)
-    base = _labels(store=store)
-    lines: list[str] = []
-    if status.mount is not None:
-        where = _labels(store=store, mountpoint=status.mount.path, fstype=status.mount.fstype)
-        lines += _metric(
-            "ollama_ramdisk_size_bytes",
-            "Size of the file system holding the model store.",
-            [(where, status.mount.size_bytes)],
-        )
-        lines += _metric(
-            "ollama_ramdisk_used_bytes",
-            "Bytes used on the file system holding the model store.",
-            [(where, status.mount.used_bytes)],
-        )
-        lines += _metric(
-            "ollama_ramdisk_available_bytes",
-            "Bytes still free on the file system holding the model store.",
-            [(where, status.mount.available_bytes)],
-        )
-    lines += _metric("ollama_ramdisk_models", "Models in the store.", [(base, len(status.models))])
-    lines += _metric(
-        "ollama_ramdisk_model_bytes",
-        "Bytes of a model: its blobs and its manifest.",
-        [
-            (_labels(store=store, model=model.name.qualified), model.bytes)
-            for model in status.models
-        ],
-    )
-    lines += _metric(
-        "ollama_ramdisk_model_resident",
-        "1 for the residency a model has (ram, linked to disk, or partial), 0 for the others.",
-        [
-            (
-                _labels(store=store, model=model.name.qualified, residency=residency),
-                int(model.residency == residency),
-            )
-            for model in status.models
-            for residency in RESIDENCIES
-        ],
-    )
-    if status.ram_only is not None:
-        lines += _metric(
-            "ollama_ramdisk_ram_only_models",
-            "Models that exist only in the store, not in the disk store (lost at reboot).",
-            [(base, len(status.ram_only))],
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_prometheus(status: StoreStatus, path: Path) -> None:
-    """Write the metrics atomically: node_exporter never reads a half-written file.
-
-    The temporary file sits in the same directory (same file system, so the
-    rename is atomic) and does not end in ``.prom``, which the textfile
-    collector would pick up.
-    """
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(prometheus_text(status))
-            handle.flush()
-            # mkstemp creates 0600; node_exporter usually runs as another user.
-            # fchmod, never chmod by name: the name could be swapped for a link.
-            os.fchmod(handle.fileno(), 0o644)
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
