@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,6 +115,10 @@ class Host:
     def units(self) -> Path:
         return self.root / "systemd"
 
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
     def variables(self, **overrides: Any) -> dict[str, Any]:
         return {
             "ollama_ramdisk_models": ["llama3.2:1b"],
@@ -126,6 +131,7 @@ class Host:
             "ollama_ramdisk_cli_path": str(self.cli),
             "ollama_ramdisk_config_path": str(self.config),
             "ollama_ramdisk_systemd_dir": str(self.units),
+            "ollama_ramdisk_state_dir": str(self.state_dir),
             "ollama_ramdisk_async_poll": 1,
             "ansible_python_interpreter": SYSTEM_PYTHON,
             **overrides,
@@ -318,6 +324,83 @@ def test_a_bad_write_back_interval_fails_before_any_change(host: Host) -> None:
 
     assert refused.status != 0
     assert "ollama_ramdisk_writeback_interval" in refused.failure()
+    assert host.mount() is None
+    assert list(host.units.iterdir()) == []
+
+
+def test_the_metrics_and_check_timers_follow_their_variables(host: Host) -> None:
+    host.prepare(["llama3.2:1b"])
+    textfiles = host.root / "textfile"
+    settings = {
+        "ollama_ramdisk_metrics_dir": str(textfiles),
+        "ollama_ramdisk_metrics_interval": "20s",
+        "ollama_ramdisk_verify_schedule": "Sun *-*-* 03:00",
+        "ollama_ramdisk_verify_repair": True,
+    }
+    names = [
+        f"ollama-ramdisk-{unit}.{kind}"
+        for unit in ("metrics", "verify")
+        for kind in ("service", "timer")
+    ]
+
+    on = host.apply(**settings)
+    units = {name: (host.units / name).read_text() for name in names}
+    again = host.apply(**settings)
+    off = host.apply()
+
+    assert on.status == 0, on.failure() or on.text
+    metrics, metrics_timer, verify, verify_timer = units.values()
+    assert (
+        f"ExecStart={host.cli} status --config {host.config} --ollama-host 127.0.0.1:11434"
+        f" --state-dir {host.state_dir} --prometheus {textfiles}/ollama_ramdisk.prom"
+    ) in metrics
+    assert f"ReadWritePaths={textfiles}\n" in metrics
+    assert "OnUnitActiveSec=20s" in metrics_timer
+    assert f"--store {host.dest} --repair --source {host.source} --jobs 1" in verify
+    for line in ("Nice=19", "IOSchedulingClass=idle", "CPUQuota=50%", "PrivateNetwork=true"):
+        assert f"{line}\n" in verify
+    refresh = "ExecStopPost=-+/usr/bin/systemctl start --no-block ollama-ramdisk-metrics.service"
+    assert refresh in verify
+    assert f"ConditionPathIsMountPoint={host.mountpoint}" in verify
+    assert "OnCalendar=Sun *-*-* 03:00" in verify_timer
+    assert textfiles.is_dir()
+    assert host.state_dir.is_dir()
+    assert json.loads(host.config.read_text())["state-dir"] == str(host.state_dir)
+    assert again.status == 0
+    assert again.task("Install the metrics and check units that are on")["changed"] is False
+    assert off.status == 0, off.failure() or off.text
+    assert not any((host.units / name).exists() for name in names)
+    # The run reports stay: they are the metrics' history, not units.
+    assert host.state_dir.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ollama_ramdisk_verify_schedule", "daily; reboot"),
+        ("ollama_ramdisk_verify_cpu_quota", "half"),
+        ("ollama_ramdisk_metrics_interval", "often"),
+        ("ollama_ramdisk_metrics_dir", "relative/dir"),
+        ("ollama_ramdisk_metrics_ollama_host", "127.0.0.1:11434\nExecStart=/bin/sh"),
+    ],
+)
+def test_a_bad_monitoring_setting_fails_before_any_change(
+    host: Host, variable: str, value: str
+) -> None:
+    refused = host.apply(**{variable: value})
+
+    assert refused.status != 0
+    assert variable in refused.failure()
+    assert host.mount() is None
+    assert list(host.units.iterdir()) == []
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_a_schedule_systemd_cannot_read_fails_before_any_change(host: Host) -> None:
+    refused = host.apply(ollama_ramdisk_verify_schedule="every full moon")
+
+    assert refused.status != 0
+    assert "which systemd does not read as a calendar spec" in refused.failure()
     assert host.mount() is None
     assert list(host.units.iterdir()) == []
 
