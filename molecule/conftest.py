@@ -465,3 +465,44 @@ def fixture_record(host: Any) -> dict[str, Any]:
     """What prepare wrote to the disk store: model -> manifest hash and blobs."""
     record: dict[str, Any] = json.loads(host.file(f"{FIXTURE_STATE}/store.json").content_string)
     return record
+
+
+# ---------------------------------------------------------------- metrics
+
+TEXTFILE = "/var/lib/prometheus/node-exporter/ollama_ramdisk.prom"
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample line of a text exposition."""
+    found = []
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and not line.startswith("#"):
+            labels = dict(_LABEL.findall(match.group(2) or ""))
+            found.append((match.group(1), labels, float(match.group(3))))
+    return found
+
+
+Samples = list[tuple[str, dict[str, str], float]]
+
+
+def sample(found: Samples, name: str, **labels: str) -> float | None:
+    """The one sample of ``name`` whose labels include ``labels``; None when there is none."""
+    wanted = labels.items()
+    values = [value for metric, got, value in found if metric == name and wanted <= got.items()]
+    assert len(values) <= 1, (name, labels, values)
+    return values[0] if values else None
+
+
+def textfile_samples(host: Any) -> list[tuple[str, dict[str, str], float]]:
+    textfile = host.file(TEXTFILE)
+    return samples(textfile.content_string) if textfile.exists else []
+
+
+def scraped_samples(host: Any) -> list[tuple[str, dict[str, str], float]]:
+    """What node_exporter serves on its /metrics now."""
+    scraped = host.run("curl --silent --show-error --max-time 10 http://127.0.0.1:9100/metrics")
+    assert scraped.rc == 0, scraped.stderr
+    return samples(scraped.stdout)

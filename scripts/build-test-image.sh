@@ -17,7 +17,9 @@ SUITE=${SUITE:-bookworm}
 # The same variable names the image for Molecule (molecule/*/molecule.yml).
 IMAGE=${OLLAMA_RAMDISK_TEST_IMAGE:-ollama-ramdisk-test:$SUITE}
 CACHE=${CACHE_DIR:-$ROOT/.cache}/test-image
-INCLUDE=systemd,systemd-sysv,dbus,python3,iproute2,procps,sudo,mount,util-linux,ca-certificates,curl,libgomp1
+# Debian's node_exporter reads the metrics textfile in the monitoring tests; it
+# is installed disabled (only those tests start it).
+INCLUDE=systemd,systemd-sysv,dbus,python3,iproute2,procps,sudo,mount,util-linux,ca-certificates,curl,libgomp1,prometheus-node-exporter
 # Units that have nothing to do in a container only slow the boot down.
 MASK=(
     getty@tty1.service console-getty.service systemd-firstboot.service
@@ -96,6 +98,7 @@ build_rootfs() {
         for unit in $0; do
             ln -sf /dev/null "/etc/systemd/system/$unit"
         done
+        systemctl disable prometheus-node-exporter.service
         : > /etc/machine-id
         rm -f /var/lib/dbus/machine-id
         apt-get clean
