@@ -7,7 +7,7 @@
 
 The figures of the last full run, and what they mean: benchmarks/RESULTS.md.
 
-Five comparisons, each timed as medians over repeated runs in one process, with
+Six comparisons, each timed as medians over repeated runs in one process, with
 ratios against a baseline measured in the same run:
 
 1. populate into a fresh tmpfs vs ``cp -a`` and ``rsync -a`` of the same store;
@@ -16,7 +16,10 @@ ratios against a baseline measured in the same run:
 4. a populate with nothing to do (100 models, 300 blobs) vs ``ollama-ramdisk
    --version``, and whether it opens any blob (it must only stat);
 5. reading every blob from the RAM disk vs from the disk store with a cold
-   page cache: the speed-up a model load sees.
+   page cache: the speed-up a model load sees;
+6. writing the metrics (``status --prometheus``, what the metrics timer runs
+   every minute: a stat of every blob) vs ``--version``, with ``verify`` of
+   the same store beside it to show what hashing would cost instead.
 
 Every command runs as a subprocess, start-up included, as ``ExecStartPre``
 runs it; each copy goes into a freshly mounted tmpfs. Needs root (mount,
@@ -223,9 +226,10 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         parser.error("--size: at least 4m, so that every blob has content")
     if args.repeat < 1 or args.jobs < 1:
         parser.error("--repeat and --jobs must be at least 1")
-    only = {int(part) for part in args.only.split(",")} if args.only else {1, 2, 3, 4, 5}
-    if not only <= {1, 2, 3, 4, 5}:
-        parser.error("--only: comparisons are numbered 1 to 5")
+    every = set(range(1, 7))
+    only = {int(part) for part in args.only.split(",")} if args.only else every
+    if not only <= every:
+        parser.error("--only: comparisons are numbered 1 to 6")
     workdir = args.workdir.resolve()
     return Settings(
         workdir=workdir,
@@ -710,6 +714,47 @@ class Bench:
             }
             return self.measure(comparison, trials)
 
+    def metrics_vs_startup(self) -> Comparison:
+        """What the metrics timer pays at every run (stat only), against the
+        command's start-up and against the hashing check it must not be."""
+        store = self.many
+        what = f"{len(store.models)} models / {len(store.blobs)} blobs"
+        comparison = Comparison(
+            6,
+            f"write the metrics ({what})",
+            [
+                Row("status --prometheus", "ollama-ramdisk status --prometheus FILE --state-dir"),
+                Row("verify", "ollama-ramdisk verify (hashes every blob)", kind="other"),
+                Row("--version", "ollama-ramdisk --version", kind="baseline"),
+            ],
+            ratio_kind="time",
+            baseline_name="--version",
+            target=("<", 2.0),
+        )
+        with fresh_tmpfs(self.mounts, tmpfs_size(store)) as point:
+            dest, state = point / "models", point / "state"
+            run(["cp", "-a", f"{store.root}/.", dest])
+            state.mkdir()
+            textfile = point / "ollama_ramdisk.prom"
+
+            def status() -> Mapping[str, Sample]:
+                argv = ["status", "--store", dest, "--state-dir", state, "--prometheus", textfile]
+                sample, output = run(self.cli(*argv, "--json"))
+                if len(json.loads(output)["models"]) != len(store.models):
+                    raise BenchError("status did not list every model")
+                return {"status --prometheus": sample}
+
+            def verify() -> Mapping[str, Sample]:
+                sample, output = run(self.cli("verify", "--store", dest, "--json"))
+                check_verified(output, store)
+                return {"verify": sample}
+
+            def version() -> Mapping[str, Sample]:
+                return {"--version": run(self.cli("--version"))[0]}
+
+            trials = {"status --prometheus": status, "verify": verify, "--version": version}
+            return self.measure(comparison, trials)
+
     def run_all(self) -> list[Comparison]:
         steps = {
             1: self.populate_vs_copy,
@@ -717,6 +762,7 @@ class Bench:
             3: self.verify_vs_sha256sum,
             4: self.noop_populate_vs_startup,
             5: self.ram_vs_disk_read,
+            6: self.metrics_vs_startup,
         }
         # Bytecode of everything the timed commands import, compiled before anything
         # is timed (populate imports its thread pool and hashlib only when it copies).
@@ -822,7 +868,7 @@ def render(
         f"- disk store: {store_text(bench.fleet)}; no-op store: {store_text(bench.many)}",
         f"- page cache: {cache_text(settings)}; pause before each run: {settings.settle:g} s",
         f"- figures: medians of {settings.repeat} run(s); ratios against the baseline "
-        "of the same run (speed: baseline time / time; for 4, time / baseline time); "
+        "of the same run (speed: baseline time / time; for 4 and 6, time / baseline time); "
         "CPU: median user + system seconds of the command, all threads",
         "",
         "| # | run | command | median | min - max | CPU | throughput | ratio | target | met |",
