@@ -7,7 +7,7 @@
 
 The figures of the last full run, and what they mean: benchmarks/RESULTS.md.
 
-Six comparisons, each timed as medians over repeated runs in one process, with
+Seven comparisons, each timed as medians over repeated runs in one process, with
 ratios against a baseline measured in the same run:
 
 1. populate into a fresh tmpfs vs ``cp -a`` and ``rsync -a`` of the same store;
@@ -19,7 +19,9 @@ ratios against a baseline measured in the same run:
    page cache: the speed-up a model load sees;
 6. writing the metrics (``status --prometheus``, what the metrics timer runs
    every minute: a stat of every blob) vs ``--version``, with ``verify`` of
-   the same store beside it to show what hashing would cost instead.
+   the same store beside it to show what hashing would cost instead;
+7. populate of many small blobs (4 models of 96 MiB, 96 of 1 MiB: 202 blobs)
+   vs ``cp -a``, where per-file work shows.
 
 Every command runs as a subprocess, start-up included, as ``ExecStartPre``
 runs it; each copy goes into a freshly mounted tmpfs. Needs root (mount,
@@ -53,6 +55,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import synth
+from ollama_ramdisk.safeio import default_jobs
 from ollama_ramdisk.sizes import human, parse_size
 
 MIB = 1024**2
@@ -61,7 +64,8 @@ DEFAULT_WORKDIR = Path("/var/tmp/ollama-ramdisk-bench")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "out" / "results.md"
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 READ_BUFFER = 4 * MIB
-ROLE_DEFAULT_JOBS = 2
+# The parallel rows' --jobs: the command's own default (one per CPU, at most 4).
+DEFAULT_JOBS = default_jobs()
 WARM_IMPORTS = ("concurrent.futures", "hashlib", "ollama_ramdisk.populate", "ollama_ramdisk.verify")
 # On a virtual machine, memory freed by the last unmount is handed back to the
 # hypervisor after about two seconds (free page reporting), and writing into it
@@ -187,8 +191,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=ROLE_DEFAULT_JOBS,
-        help=f"--jobs of the parallel rows (default {ROLE_DEFAULT_JOBS}, the role's default)",
+        default=DEFAULT_JOBS,
+        help=f"--jobs of the parallel rows (default {DEFAULT_JOBS}, the command's default here)",
     )
     parser.add_argument(
         "--workdir",
@@ -226,10 +230,10 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         parser.error("--size: at least 4m, so that every blob has content")
     if args.repeat < 1 or args.jobs < 1:
         parser.error("--repeat and --jobs must be at least 1")
-    every = set(range(1, 7))
+    every = set(range(1, 8))
     only = {int(part) for part in args.only.split(",")} if args.only else every
     if not only <= every:
-        parser.error("--only: comparisons are numbered 1 to 6")
+        parser.error("--only: comparisons are numbered 1 to 7")
     workdir = args.workdir.resolve()
     return Settings(
         workdir=workdir,
@@ -404,6 +408,12 @@ class Bench:
             f"fleet-{settings.size}",
             synth.fleet_layout(settings.size),
         )
+        small = (
+            synth.small_blobs_layout(1, 8, large_size=2 * MIB)
+            if settings.quick
+            else (synth.small_blobs_layout())
+        )
+        self.small = synth.ensure_store(settings.workdir, "small-blobs", small)
         self.many = synth.ensure_store(
             settings.workdir,
             f"many-{settings.many_models}",
@@ -423,7 +433,7 @@ class Bench:
     def log(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    def prepare_cache(self) -> None:
+    def prepare_cache(self, store: synth.BuiltStore | None = None) -> None:
         """Before each run reading the disk store (comparisons 1 and 2): every page
         of it in the page cache (the default), or none (--cold-cache).
 
@@ -434,7 +444,7 @@ class Bench:
         if self.settings.cold_cache:
             drop_caches()
         else:
-            read_all(self.fleet.blob_paths())
+            read_all((store or self.fleet).blob_paths())
 
     def measure(self, comparison: Comparison, trials: Mapping[str, Trial]) -> Comparison:
         """Run every trial ``repeat`` times, in a rotating order so drift spreads evenly."""
@@ -462,17 +472,21 @@ class Bench:
 
     # -- copying into a fresh tmpfs
 
-    def copy_trial(self, tool: str, label: str, *extra: object) -> Trial:
-        """A trial copying the fleet store into a new tmpfs with ``tool``."""
+    def copy_trial(
+        self, tool: str, label: str, *extra: object, store: synth.BuiltStore | None = None
+    ) -> Trial:
+        """A trial copying a store (the fleet's by default) into a new tmpfs with ``tool``."""
 
         def trial() -> Mapping[str, Sample]:
-            self.prepare_cache()
-            return {label: self.copy_into_fresh(tool, *extra)}
+            self.prepare_cache(store)
+            return {label: self.copy_into_fresh(tool, *extra, store=store)}
 
         return trial
 
-    def copy_into_fresh(self, tool: str, *extra: object) -> Sample:
-        store = self.fleet
+    def copy_into_fresh(
+        self, tool: str, *extra: object, store: synth.BuiltStore | None = None
+    ) -> Sample:
+        store = store or self.fleet
         with fresh_tmpfs(self.mounts, tmpfs_size(store)) as point:
             dest = point / "models"
             dest.mkdir()
@@ -502,31 +516,39 @@ class Bench:
     # -- the five comparisons
 
     def populate_vs_copy(self) -> Comparison:
-        jobs = self.settings.jobs
-        size = self.fleet.total_bytes
+        return self._populate_vs_copy(1, "populate into a fresh tmpfs", self.fleet)
+
+    def small_blobs_vs_copy(self) -> Comparison:
+        store = self.small
+        what = f"{len(store.models)} models / {len(store.blobs)} blobs, {human(store.total_bytes)}"
+        return self._populate_vs_copy(7, f"populate many small blobs ({what})", store)
+
+    def _populate_vs_copy(self, number: int, title: str, store: synth.BuiltStore) -> Comparison:
+        """populate with its default options against cp -a of the same store."""
+        size = store.total_bytes
+        default = f"populate (default: --jobs {DEFAULT_JOBS} here)"
         comparison = Comparison(
-            1,
-            "populate into a fresh tmpfs",
+            number,
+            title,
             [
-                Row("populate", "ollama-ramdisk populate --jobs 1", nbytes=size),
-                Row(
-                    f"populate --jobs {jobs}", f"ollama-ramdisk populate --jobs {jobs}", nbytes=size
-                ),
+                Row(default, "ollama-ramdisk populate", nbytes=size),
+                Row("populate --jobs 1", "ollama-ramdisk populate --jobs 1", kind="other",
+                    nbytes=size),
                 Row("cp -a", "cp -a DISK/. RAM", kind="baseline", nbytes=size),
                 Row("rsync -a", "rsync -a DISK/ RAM/", kind="other", nbytes=size),
             ],
             baseline_name="cp",
             target=(">=", 0.95),
-        )
+        )  # fmt: skip
         return self.measure(
             comparison,
             {
-                "populate": self.copy_trial("populate", "populate", "--jobs", 1),
-                f"populate --jobs {jobs}": self.copy_trial(
-                    "populate", f"populate --jobs {jobs}", "--jobs", jobs
+                default: self.copy_trial("populate", default, store=store),
+                "populate --jobs 1": self.copy_trial(
+                    "populate", "populate --jobs 1", "--jobs", 1, store=store
                 ),
-                "cp -a": self.copy_trial("cp", "cp -a"),
-                "rsync -a": self.copy_trial("rsync", "rsync -a"),
+                "cp -a": self.copy_trial("cp", "cp -a", store=store),
+                "rsync -a": self.copy_trial("rsync", "rsync -a", store=store),
             },
         )
 
@@ -763,6 +785,7 @@ class Bench:
             4: self.noop_populate_vs_startup,
             5: self.ram_vs_disk_read,
             6: self.metrics_vs_startup,
+            7: self.small_blobs_vs_copy,
         }
         # Bytecode of everything the timed commands import, compiled before anything
         # is timed (populate imports its thread pool and hashlib only when it copies).

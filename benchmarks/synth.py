@@ -33,6 +33,7 @@ from pathlib import Path
 GENERATOR_VERSION = 1
 CHUNK = 4 * 1024 * 1024
 KIB = 1024
+MIB = 1024 * KIB
 
 MODEL = "application/vnd.ollama.image.model"
 PROJECTOR = "application/vnd.ollama.image.projector"
@@ -141,6 +142,22 @@ def many_layout(models: int = 100, weights_size: int = 64 * KIB) -> list[ModelSp
         )
         specs.append(ModelSpec(f"bench/model-{index:03d}:q4_k_m", layers))
     return specs
+
+
+def small_blobs_layout(
+    large: int = 4, small: int = 96, large_size: int = 96 * MIB
+) -> list[ModelSpec]:
+    """Many small models beside a few large ones: ``large`` models of 96 MiB and
+    ``small`` of 1 MiB, each with its own config, all sharing one template and
+    one license (for 4 + 96: 202 blobs, 480 MiB). Per-blob costs show here."""
+    template = BlobSpec("small-template", 1200, TEMPLATE)
+    license_ = BlobSpec("small-license", 8 * KIB, LICENSE)
+    sizes = [large_size] * large + [MIB] * small
+    return [
+        ModelSpec(f"bench/small-{index:03d}:q4_k_m",
+                  (BlobSpec(f"small-weights:{index}", size), template, license_))
+        for index, size in enumerate(sizes)
+    ]  # fmt: skip
 
 
 def layout_key(models: Sequence[ModelSpec]) -> str:

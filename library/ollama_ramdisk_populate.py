@@ -80,9 +80,8 @@ options:
     type: str
   jobs:
     description:
-      - Blobs copied in parallel.
+      - Blobs copied in parallel; default one per CPU of the host, at most 4.
     type: int
-    default: 1
   fallback_link:
     description:
       - When a hot blob cannot be copied (out of space, read error, hash
@@ -213,7 +212,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "verify": {"type": "bool", "default": False},
     "prune": {"type": "bool", "default": False},
     "owner": {"type": "str"},
-    "jobs": {"type": "int", "default": 1},
+    "jobs": {"type": "int"},
     "fallback_link": {"type": "bool", "default": False},
     "lock_timeout": {"type": "float", "default": 600.0},
 }

@@ -40,6 +40,8 @@ COMPARISON_TITLES = (
     "verify the RAM disk",
     "populate with nothing to do (100 models / 300 blobs)",
     "read every blob (a model load)",
+    "write the metrics (100 models / 300 blobs)",
+    "populate many small blobs (9 models / 20 blobs, 10.0 MiB)",
 )
 
 

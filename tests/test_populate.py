@@ -187,7 +187,10 @@ def _bytes_moved(trace: str, *calls: str) -> int:
     """Bytes the successful ``calls`` of an strace log returned (failed attempts are -1)."""
     total = 0
     for line in trace.splitlines():
-        if any(f" {call}(" in line for call in calls):
+        # With several copy threads a call is split: "call(... <unfinished ...>", then
+        # "<... call resumed>...) = N"; the result is on the line that ends it.
+        named = any(f" {call}(" in line or f"<... {call} resumed>" in line for call in calls)
+        if named and "<unfinished ...>" not in line:
             result = int(line.rsplit("= ", 1)[1].split()[0])
             total += max(result, 0)
     return total
@@ -863,3 +866,17 @@ def test_any_sequence_of_runs_ends_as_the_contract_says_and_dry_run_foretells_it
         assert _comparable(foretold) == _comparable(done)
         _assert_applied(dest, source, step, pulled)
         assert populate(PopulateOptions(**options)).changed is False
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [("0", 1), (f"0-{(os.cpu_count() or 1) - 1}", None)])
+def test_the_default_job_count_follows_the_cpus_the_run_may_use(
+    cpus: str, expected: int | None
+) -> None:
+    core = Path(__file__).resolve().parents[1] / "module_utils"
+    done = subprocess.run(
+        ["taskset", "-c", cpus, sys.executable, "-c",
+         "from ollama_ramdisk.safeio import default_jobs; print(default_jobs())"],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(core)},
+    )  # fmt: skip
+    wanted = expected or min(4, os.cpu_count() or 1)
+    assert int(done.stdout) == wanted

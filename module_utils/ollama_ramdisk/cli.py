@@ -33,6 +33,7 @@ from .limits import service_limits
 from .names import parse_names
 from .plan import DEFAULT_HEADROOM, Plan, build_plan, check_headroom, resolve_model_set
 from .runreport import REPORTED_COMMANDS, make_report, write_report
+from .safeio import MAX_DEFAULT_JOBS, default_jobs
 from .sizes import human
 from .store import Store
 
@@ -460,7 +461,11 @@ def _populate_parser(commands: Any) -> None:
     )
     _flag(parser, "dry-run", "report what would be done, change nothing")
     _add_owner(parser)
-    parser.add_argument("--jobs", type=COUNT, metavar="N", help="copy N blobs in parallel")
+    parser.add_argument(
+        "--jobs", type=COUNT, metavar="N",
+        help=f"copy N blobs in parallel (default: one per CPU, at most {MAX_DEFAULT_JOBS}:"
+        f" {default_jobs()} here)",
+    )  # fmt: skip
     _flag(
         parser,
         "fallback-link",

@@ -70,7 +70,7 @@ from .names import ModelName, parse_names
 from .plan import ModelSet, resolve_model_set
 from .progress import Reporter, summary_line
 from .record import read_record
-from .safeio import parallel
+from .safeio import default_jobs, parallel
 from .sizes import PAGE_SIZE, human, round_up
 from .store import BLOB_NAME_RE, MAX_MANIFEST_BYTES, Blob, Manifest, Store, parse_manifest
 
@@ -87,7 +87,7 @@ class PopulateOptions:
     prune: bool = False
     dry_run: bool = False
     owner: str | None = None
-    jobs: int = 1
+    jobs: int | None = None  # None: safeio.default_jobs()
     fallback_link: bool = False
     lock_timeout: float = 600.0
 
@@ -183,7 +183,7 @@ def populate(options: PopulateOptions, reporter: Reporter | None = None) -> Popu
     reporter = reporter or Reporter()
     started = time.monotonic()
     owner = parse_owner(options.owner)
-    jobs = _check_jobs(options.jobs)
+    jobs = default_jobs() if options.jobs is None else _check_jobs(options.jobs)
     timeout = _check_timeout(options.lock_timeout)
     source = Store(Path(options.source))
     dest = Path(options.dest)

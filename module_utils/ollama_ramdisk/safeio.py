@@ -100,6 +100,20 @@ def check_stop(where: Path | str) -> None:
         raise Interrupted(f"{where}: interrupted")
 
 
+# Copies of many small blobs gain from a second worker; past four, a tmpfs fill
+# is bound by memory bandwidth, not by per-file work (benchmarks/run.py, 7).
+MAX_DEFAULT_JOBS = 4
+
+
+def default_jobs() -> int:
+    """Parallel copies by default: one per CPU this process may run on, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_JOBS, cpus))
+
+
 def parallel(work: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
     """``work`` over ``items``, ``jobs`` at a time, results in order.
 
