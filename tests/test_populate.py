@@ -290,8 +290,9 @@ def test_running_out_of_space_while_copying_leaves_nothing_partial(
 
 
 def _size(path: Path) -> int:
+    """Bytes written so far: allocated, since a temporary file gets its final size first."""
     try:
-        return path.stat().st_size
+        return path.stat().st_blocks * 512
     except FileNotFoundError:
         return 0  # renamed into place meanwhile
 
@@ -317,7 +318,8 @@ def test_a_populate_killed_in_the_middle_of_a_blob_leaves_nothing_partial(
     built = store_factory(models, root=disk / "store")
     dest = tmpfs("600m", name="ram") / "models"
     # --verify reads through user space: slow enough to be caught mid-blob.
-    command = [*CLI, "populate", "-q", "--verify", "--source", built.root, "--dest", dest]
+    command = [*CLI, "populate", "-q", "--verify", "--jobs", "1", "--source", built.root,
+               "--dest", dest]  # fmt: skip
     process = subprocess.Popen([str(part) for part in [*command, "big:70b", "small:1b"]])
     _wait_for_a_growing_temp_file(dest, process)
     process.send_signal(signal.SIGKILL)
@@ -880,3 +882,37 @@ def test_the_default_job_count_follows_the_cpus_the_run_may_use(
     )  # fmt: skip
     wanted = expected or min(4, os.cpu_count() or 1)
     assert int(done.stdout) == wanted
+
+
+THP_SHMEM = Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+
+
+@pytest.mark.skipif(
+    not THP_SHMEM.exists() or "[deny]" in THP_SHMEM.read_text(),
+    reason="this kernel's tmpfs has no transparent huge pages",
+)
+@pytest.mark.parametrize("verify", [False, True])
+def test_on_a_huge_within_size_tmpfs_the_weights_are_in_2_mib_pages(
+    store_factory: StoreFactory, tmpfs: MountTmpfs, verify: bool
+) -> None:
+    built = store_factory({"llama3.2:3b": [weights(16 * MIB, "w"), LICENSE_APACHE]})
+    dest = tmpfs("64m", options="huge=within_size") / "models"
+    flags = ["--verify"] if verify else []
+
+    filled = _run("populate", *flags, "--source", built.root, "--dest", dest, "llama3.2:3b")
+
+    assert filled.returncode == 0, filled.stderr
+
+    blob = dest / built.models["llama3.2:3b"].layers[0].relpath
+    # Map it and touch every page, as a loading engine does; the kernel says how it is mapped.
+    probe = (
+        "import mmap, re, sys\n"
+        "f = open(sys.argv[1], 'rb'); m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+        "sum(m[i] for i in range(0, len(m), 4096))\n"
+        "smaps = open('/proc/self/smaps').read()\n"
+        "entry = smaps[smaps.index(sys.argv[1]):]\n"
+        "print(re.search(r'ShmemPmdMapped:\\s+(\\d+)', entry).group(1))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(blob)], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    assert int(done.stdout) * 1024 == 16 * MIB

@@ -194,7 +194,7 @@ def test_a_writeback_killed_in_the_middle_of_a_blob_leaves_nothing_partial(
     staging = disk.root / ".ollama-ramdisk-tmp"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
-        if staging.is_dir() and any(p.stat().st_size > 8 * MIB for p in staging.iterdir()):
+        if staging.is_dir() and any(p.stat().st_blocks * 512 > 8 * MIB for p in staging.iterdir()):
             break
         time.sleep(0.001)
     else:

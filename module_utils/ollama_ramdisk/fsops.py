@@ -526,6 +526,10 @@ def _fill(
     owner: Owner | None,
 ) -> None:
     try:
+        # The final size first: a tmpfs mounted huge=within_size gives a file
+        # 2 MiB pages only where they fit within its size, and a file growing
+        # write by write never has a whole one ahead of it (benchmarks/loads.py).
+        os.ftruncate(dst, size)
         if expected_hex is None:
             copied = copy_zero_copy(src, dst, size, progress)
         else:
