@@ -15,6 +15,12 @@ ollama) then serves each store in turn, on a loopback port:
   store with a cold page cache (caches dropped before each load) and with a
   warm one; with Ollama's default on this host (no GPU: weights read into
   the engine's memory) and with `use_mmap: true`;
+- the RAM disk as the role mounts it (huge=within_size: 2 MiB pages where the
+  kernel's tmpfs has them) and with 4 KiB pages (huge=never);
+- the disk store, cold, read at several bandwidths: the server and its engine
+  run in a cgroup whose reads from the disk store's device are throttled
+  (cgroup v2 io.max, or v1 blkio.throttle), so the table shows where the RAM
+  disk pays and by how much, rather than assuming a slow disk;
 - a switch: the two models alternating with OLLAMA_MAX_LOADED_MODELS=1, each
   request one token, RAM disk against the disk store (cold and warm).
 
@@ -43,6 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WORKDIR = Path("/var/tmp/ollama-ramdisk-bench/loads")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "out" / "loads.md"
 MODELS = ("bench-a:1b", "bench-b:1b")
+# Disk read bandwidths the cold loads are also measured at (bytes/s).
+READ_LIMITS = (3e9, 1e9, 0.5e9)
 
 
 def last_line(*argv: str) -> str:
@@ -61,10 +69,54 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def whole_disk(path: Path) -> str:
+    """MAJ:MIN of the block device holding ``path`` (the disk, not a partition:
+    throttles apply to whole devices)."""
+    dev = os.stat(path).st_dev
+    number = f"{os.major(dev)}:{os.minor(dev)}"
+    sysfs = Path("/sys/dev/block") / number
+    if not sysfs.exists():
+        raise SystemExit(f"loads: {path} is not on a block device ({number}): no read limits")
+    if (sysfs / "partition").exists():
+        number = (sysfs.resolve().parent / "dev").read_text().strip()
+    return number
+
+
+class ReadLimit:
+    """A cgroup whose reads from one disk are limited to ``rate`` bytes/s."""
+
+    def __init__(self, device: str, rate: int, name: str) -> None:
+        self.v2 = "io" in (CGROUP_ROOT / "cgroup.controllers").read_text().split() if (
+            CGROUP_ROOT / "cgroup.controllers").exists() else False  # fmt: skip
+        base = CGROUP_ROOT if self.v2 else CGROUP_ROOT / "blkio"
+        if not self.v2 and not (base / "blkio.throttle.read_bps_device").exists():
+            raise SystemExit("loads: neither cgroup v2 io nor v1 blkio is available")
+        self.path = base / name
+        self.path.mkdir(exist_ok=True)
+        if self.v2:
+            with contextlib.suppress(OSError):
+                (CGROUP_ROOT / "cgroup.subtree_control").write_text("+io")
+            (self.path / "io.max").write_text(f"{device} rbps={rate}\n")
+        else:
+            (self.path / "blkio.throttle.read_bps_device").write_text(f"{device} {rate}\n")
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(f"{pid}\n")
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+
 class Server:
     """The real `ollama serve` on a store, reached on a loopback port."""
 
-    def __init__(self, prefix: Path, store: Path, log: Path, max_loaded: int) -> None:
+    def __init__(
+        self, prefix: Path, store: Path, log: Path, max_loaded: int, limit: ReadLimit | None = None
+    ) -> None:
         self.url = f"127.0.0.1:{free_port()}"
         env = {
             **os.environ,
@@ -77,6 +129,9 @@ class Server:
             self.process = subprocess.Popen(
                 [str(prefix / "bin" / "ollama"), "serve"], env=env, stdout=output, stderr=output
             )
+        if limit is not None:
+            # Before the first load: the engine it starts inherits the cgroup.
+            limit.add(self.process.pid)
         for _ in range(300):
             with contextlib.suppress(OSError):
                 self.call("GET", "/api/version")
@@ -130,6 +185,7 @@ class Condition:
     store: Path
     cold: bool = False
     model: str = MODELS[0]
+    read_limit: int | None = None  # bytes/s from the disk store's device
     samples: list[float] = field(default_factory=list)
     load_durations: list[float] = field(default_factory=list)
 
@@ -139,13 +195,12 @@ class Condition:
 
 
 @contextlib.contextmanager
-def ramdisk(workdir: Path, disk_store: Path, cli: list[str]) -> Iterator[Path]:
-    mount = workdir / "ramdisk"
+def ramdisk(workdir: Path, disk_store: Path, cli: list[str], huge: str) -> Iterator[Path]:
+    mount = workdir / f"ramdisk-{huge}"
     mount.mkdir(parents=True, exist_ok=True)
     size = sum(f.stat().st_size for f in (disk_store / "blobs").iterdir()) * 12 // 10 + (64 << 20)
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mount)], check=True
-    )
+    options = f"size={size},mode=0755,huge={huge}"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], check=True)
     try:
         subprocess.run(
             [*cli, "populate", "-q", "--source", str(disk_store), "--dest", str(mount / "models"),
@@ -176,7 +231,17 @@ def prepare(workdir: Path) -> tuple[Path, Path, Path]:
 def measure_loads(
     prefix: Path, conditions: list[Condition], mmap: bool, repeat: int, log: Path
 ) -> None:
-    servers = {c.label: Server(prefix, c.store, log, max_loaded=1) for c in conditions}
+    limits: dict[str, ReadLimit] = {}
+    for index, condition in enumerate(conditions):
+        if condition.read_limit is not None:
+            device = whole_disk(condition.store)
+            limits[condition.label] = ReadLimit(
+                device, condition.read_limit, f"ollama-ramdisk-bench-{os.getpid()}-{index}"
+            )
+    servers = {
+        c.label: Server(prefix, c.store, log, max_loaded=1, limit=limits.get(c.label))
+        for c in conditions
+    }
     try:
         for _ in range(repeat):
             for condition in conditions:  # interleaved: the machine's noise hits all alike
@@ -193,6 +258,8 @@ def measure_loads(
     finally:
         for server in servers.values():
             server.stop()
+        for limit in limits.values():
+            limit.remove()
 
 
 def measure_switches(prefix: Path, conditions: list[Condition], repeat: int, log: Path) -> None:
@@ -230,9 +297,15 @@ def weights_path(store: Path, model: str) -> Path:
     return store / "blobs" / str(layer["digest"]).replace(":", "-")
 
 
+def limited(disk_store: Path, rate: float) -> Condition:
+    label = f"disk store, cold, reads limited to {rate / 1e9:g} GB/s"
+    return Condition(label, disk_store, cold=True, read_limit=int(rate))
+
+
 def table(title: str, conditions: list[Condition], with_load_duration: bool) -> list[str]:
+    """Each condition's median, and how many times longer than the first (the RAM disk) it takes."""
     base = conditions[0].median
-    head = "| where the model is | median wall | vs RAM disk |"
+    head = "| where the model is | median wall | time vs the RAM disk |"
     rule = "|---|---|---|"
     if with_load_duration:
         head += " Ollama's load_duration (median) |"
@@ -267,7 +340,10 @@ def main(argv: list[str]) -> int:
         f" {os.cpu_count()} cores, median of {args.repeat}, `benchmarks/loads.py`.",
         "",
     ]
-    with ramdisk(args.workdir, disk_store, cli) as ram_store:
+    with (
+        ramdisk(args.workdir, disk_store, cli, "within_size") as ram_store,
+        ramdisk(args.workdir, disk_store, cli, "never") as small_pages_store,
+    ):
         small_store = args.workdir / "small"
         if not (small_store / "manifests").is_dir():
             small_store.mkdir(parents=True, exist_ok=True)
@@ -276,15 +352,18 @@ def main(argv: list[str]) -> int:
 
         def conditions() -> list[Condition]:
             return [
-                Condition("RAM disk (tmpfs)", ram_store),
+                Condition("RAM disk, huge=within_size (the role's default)", ram_store),
+                Condition("RAM disk, 4 KiB pages (huge=never)", small_pages_store),
                 Condition("disk store, cold page cache", disk_store, cold=True),
+                *(limited(disk_store, rate) for rate in READ_LIMITS),
                 Condition("disk store, warm page cache", disk_store),
                 # What every load pays whatever the store: starting the engine.
                 Condition("floor: a 5 MB model (engine start)", small_store, model="mistral:7b"),
             ]
 
         blob = weights_path(disk_store, MODELS[0])
-        reads = [("RAM disk (tmpfs)", weights_path(ram_store, MODELS[0]), False),
+        reads = [("RAM disk, huge=within_size", weights_path(ram_store, MODELS[0]), False),
+                 ("RAM disk, 4 KiB pages", weights_path(small_pages_store, MODELS[0]), False),
                  ("disk store, cold page cache", blob, True),
                  ("disk store, warm page cache", blob, False)]  # fmt: skip
         read_times = {label: statistics.median(read_seconds(path, cold) for _ in range(3))
@@ -301,7 +380,7 @@ def main(argv: list[str]) -> int:
             loads = conditions()
             measure_loads(prefix, loads, mmap, args.repeat, log)
             out += table(f"A load, {what}", loads, with_load_duration=True)
-        switches = conditions()[:3]
+        switches = [conditions()[0], conditions()[2], conditions()[-2]]
         measure_switches(prefix, switches, args.repeat, log)
         out += table("A switch between two models (OLLAMA_MAX_LOADED_MODELS=1)", switches, False)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -112,6 +112,24 @@ class Ollama:
         body["options"] = {"num_predict": 1, **options}
         return self.post("/api/generate", body)
 
+    def engine_pmd_mapped(self, blob: Path) -> tuple[int, int]:
+        """(bytes resident, bytes mapped with 2 MiB pages) of the file ``blob`` in the
+        engines loading it (smaps Rss, ShmemPmdMapped)."""
+        found = subprocess.run(["pgrep", "-f", "--", f"--model {blob}"],
+                               capture_output=True, text=True, check=False)  # fmt: skip
+        rss = pmd = 0
+        for pid in found.stdout.split():
+            mapping = None
+            for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+                fields = line.split()
+                if fields and "-" in fields[0] and len(fields) >= 5:
+                    mapping = fields[5] if len(fields) > 5 else ""
+                elif mapping == str(blob) and fields[0] == "Rss:":
+                    rss += int(fields[1]) * 1024
+                elif mapping == str(blob) and fields[0] == "ShmemPmdMapped:":
+                    pmd += int(fields[1]) * 1024
+        return rss, pmd
+
     def engine_maps(self, blob: str) -> set[str]:
         """Files the engine serving ``blob`` maps that hold it (resolved paths)."""
         found = subprocess.run(
@@ -186,6 +204,39 @@ def test_ollama_lists_and_answers_every_test_model_from_a_populated_ram_disk(
     assert ollama.listed() == set(every)
     for model in every:
         assert ollama.generate(model)["done"], model
+
+
+@pytest.fixture
+def large_store(models_dir: Path, tmp_path: Path) -> Path:
+    """The large test store: one model of 1.09 GB (llama3.1:405b), as `ollama create` left it."""
+    archive = next(models_dir.glob("store-large-*.tar"))
+    store = tmp_path / "large" / "models"
+    store.mkdir(parents=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(store)  # noqa: S202 - our own archive
+    return store
+
+
+@pytest.mark.skipif(
+    not Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled").exists(),
+    reason="this kernel's tmpfs has no transparent huge pages",
+)
+def test_on_a_huge_page_ram_disk_the_engine_maps_the_weights_with_2_mib_pages(
+    cli, large_store: Path, tmpfs: MountTmpfs, serve
+) -> None:
+    ram = tmpfs("1200m", options="huge=within_size") / "models"
+    filled = cli("populate", "-q", "--source", large_store, "--dest", ram, "llama3.1:405b")
+    assert filled.code == 0, filled.err
+    blob = ram / "blobs" / _weights_blob(ram, "llama3.1:405b")
+    ollama = serve(ram)
+
+    assert ollama.generate("llama3.1:405b", use_mmap=True)["done"]
+
+    # The engine maps the tensors it computes with (most of the file): all of it
+    # but the partial 2 MiB pages at each end is mapped with one entry per 2 MiB.
+    resident, mapped = ollama.engine_pmd_mapped(blob)
+    assert resident > blob.stat().st_size // 2
+    assert mapped >= resident - 4 * 1024 * 1024, (resident, mapped)
 
 
 def test_the_engine_maps_hot_weights_from_the_tmpfs_and_cold_ones_from_disk(

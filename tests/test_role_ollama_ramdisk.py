@@ -460,3 +460,40 @@ def test_noswap_false_with_swap_says_the_ram_disk_can_be_swapped(host: Host, swa
     mount = host.mount()
     assert mount is not None
     assert "noswap" not in mount["options"].split(",")
+
+
+def _contents(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``root``: inode and bytes (a remount keeps both)."""
+    return {
+        str(path.relative_to(root)): (path.stat().st_ino, path.read_bytes())
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.skipif(
+    not Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled").exists(),
+    reason="this kernel's tmpfs has no transparent huge pages",
+)
+def test_huge_pages_by_default_reach_a_mounted_ram_disk_by_remount_keeping_its_contents(
+    host: Host,
+) -> None:
+    host.prepare(["llama3.2:1b"])
+    before = _contents(host.dest)
+
+    applied = host.apply()
+    live, fstab = host.mount(), host.fstab.read_text()
+    off = host.apply(ollama_ramdisk_huge="never")
+
+    assert applied.status == 0, applied.failure() or applied.text
+    remount = "Grow the RAM disk in place, or apply its changed options, keeping its contents"
+    assert applied.task(remount)["changed"]
+    assert live is not None
+    assert "huge=within_size" in live["options"]
+    assert "huge=within_size" in fstab
+    assert off.status == 0, off.failure() or off.text
+    mount = host.mount()
+    assert mount is not None
+    assert "huge=within_size" not in mount["options"]
+    assert "huge=within_size" not in host.fstab.read_text()
+    assert _contents(host.dest) == before
