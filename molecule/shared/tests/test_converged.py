@@ -74,6 +74,17 @@ def test_ram_disk_is_mounted_as_planned(host: Any, ram_path: str, planned_size: 
     } <= options
 
 
+def test_ram_disk_has_huge_pages_where_the_kernel_has_them(
+    host: Any, ram_path: str, hostvars: dict[str, Any]
+) -> None:
+    if hostvars.get("ollama_ramdisk_huge", "auto") != "auto":
+        pytest.skip("the inventory sets ollama_ramdisk_huge")
+    thp = host.file("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+    wanted = thp.exists and "[deny]" not in thp.content_string
+    options = set(live_mount(host, ram_path)["options"].split(","))
+    assert ("huge=within_size" in options) == wanted, options
+
+
 def test_sysctl_values_are_written_and_live(host: Any, hostvars: dict[str, Any]) -> None:
     wanted = {**DEFAULT_SYSCTL, **hostvars.get("ollama_sysctl_settings", {})}
     content = host.file(SYSCTL_FILE).content_string
