@@ -54,7 +54,7 @@ image: ## Build the local test image (skipped when present)
 	scripts/build-test-image.sh
 
 molecule: ensure-host ollama image ## Molecule: every scenario on systemd instances
-	$(BIN)/molecule test --all --exclude demo
+	$(BIN)/molecule test --all --exclude demo --exclude fleet
 
 test: ensure-host lint unit molecule ## Everything CI runs: lint, unit tests, Molecule
 
