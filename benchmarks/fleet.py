@@ -45,7 +45,8 @@ def ephemeral_dir() -> Path:
     found = [
         path
         for path in Path.home().glob(f".ansible/tmp/molecule.*.{SCENARIO}")
-        if str(ROOT / "library") in (path / "ansible.cfg").read_text(errors="replace")
+        if (path / "ansible.cfg").is_file()
+        and str(ROOT / "library") in (path / "ansible.cfg").read_text(errors="replace")
     ]
     if not found:
         raise SystemExit("fleet: molecule's working directory of the scenario was not found")
