@@ -331,3 +331,11 @@ MALFORMED = {
         "is not sha256:<64 hex digits>",
     ),
 }  # fmt: skip
+
+
+THP_SHMEM = Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+
+
+def tmpfs_has_huge_pages() -> bool:
+    """Whether a tmpfs mounted huge=within_size gets 2 MiB pages here (the role's rule)."""
+    return THP_SHMEM.exists() and "[deny]" not in THP_SHMEM.read_text()

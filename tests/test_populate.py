@@ -40,6 +40,7 @@ from storegen import (
     SyntheticStore,
     make_store,
     text,
+    tmpfs_has_huge_pages,
     weights,
 )
 
@@ -884,11 +885,8 @@ def test_the_default_job_count_follows_the_cpus_the_run_may_use(
     assert int(done.stdout) == wanted
 
 
-THP_SHMEM = Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
-
-
 @pytest.mark.skipif(
-    not THP_SHMEM.exists() or "[deny]" in THP_SHMEM.read_text(),
+    not tmpfs_has_huge_pages(),
     reason="this kernel's tmpfs has no transparent huge pages",
 )
 @pytest.mark.parametrize("verify", [False, True])

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from exposition import parse_exposition, series
-from storegen import MountTmpfs
+from storegen import MountTmpfs, tmpfs_has_huge_pages
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tmpfs mounts need root")
 
@@ -53,15 +53,20 @@ def models_dir() -> Path:
     return _last_line("models")
 
 
-@pytest.fixture
-def disk_store(models_dir: Path, tmp_path: Path) -> Path:
-    """The small test store, unpacked as `ollama create` left it."""
-    archive = next(models_dir.glob("store-small-*.tar"))
-    store = tmp_path / "disk" / "models"
+def _unpack(models_dir: Path, where: Path, kind: str) -> Path:
+    """A test store archive (``store-KIND-*.tar``) unpacked as `ollama create` left it."""
+    archive = next(models_dir.glob(f"store-{kind}-*.tar"))
+    store = where / "models"
     store.mkdir(parents=True)
     with tarfile.open(archive) as tar:
         tar.extractall(store)  # noqa: S202 - our own archive
     return store
+
+
+@pytest.fixture
+def disk_store(models_dir: Path, tmp_path: Path) -> Path:
+    """The small test store."""
+    return _unpack(models_dir, tmp_path / "disk", "small")
 
 
 def _free_port() -> int:
@@ -208,17 +213,12 @@ def test_ollama_lists_and_answers_every_test_model_from_a_populated_ram_disk(
 
 @pytest.fixture
 def large_store(models_dir: Path, tmp_path: Path) -> Path:
-    """The large test store: one model of 1.09 GB (llama3.1:405b), as `ollama create` left it."""
-    archive = next(models_dir.glob("store-large-*.tar"))
-    store = tmp_path / "large" / "models"
-    store.mkdir(parents=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(store)  # noqa: S202 - our own archive
-    return store
+    """The large test store: one model of 1.09 GB (llama3.1:405b)."""
+    return _unpack(models_dir, tmp_path / "large", "large")
 
 
 @pytest.mark.skipif(
-    not Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled").exists(),
+    not tmpfs_has_huge_pages(),
     reason="this kernel's tmpfs has no transparent huge pages",
 )
 def test_on_a_huge_page_ram_disk_the_engine_maps_the_weights_with_2_mib_pages(

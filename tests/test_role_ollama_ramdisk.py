@@ -29,6 +29,7 @@ from storegen import (
     SyntheticStore,
     fleet_store,
     make_store,
+    tmpfs_has_huge_pages,
     weights,
 )
 
@@ -472,7 +473,7 @@ def _contents(root: Path) -> dict[str, tuple[int, bytes]]:
 
 
 @pytest.mark.skipif(
-    not Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled").exists(),
+    not tmpfs_has_huge_pages(),
     reason="this kernel's tmpfs has no transparent huge pages",
 )
 def test_huge_pages_by_default_reach_a_mounted_ram_disk_by_remount_keeping_its_contents(
