@@ -439,6 +439,10 @@ class Bench:
             "populate", "--source", store.root, "--dest", dest, "--json", *extra, *store.models
         )
 
+    def version(self) -> Mapping[str, Sample]:
+        """The baseline of 4 and 6: the command's start-up alone."""
+        return {"--version": run(self.cli("--version"))[0]}
+
     def log(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
@@ -687,10 +691,7 @@ class Bench:
                 check_populated(output, store, changed=False)
                 return {"populate (no-op)": sample}
 
-            def version() -> Mapping[str, Sample]:
-                return {"--version": run(self.cli("--version"))[0]}
-
-            self.measure(comparison, {"populate (no-op)": noop, "--version": version})
+            self.measure(comparison, {"populate (no-op)": noop, "--version": self.version})
             if not comparison.row("populate (no-op)").error:
                 self.check_opens_no_blob(comparison, store, dest)
         return comparison
@@ -796,10 +797,7 @@ class Bench:
                 check_verified(output, store)
                 return {"verify": sample}
 
-            def version() -> Mapping[str, Sample]:
-                return {"--version": run(self.cli("--version"))[0]}
-
-            trials = {"status --prometheus": status, "verify": verify, "--version": version}
+            trials = {"status --prometheus": status, "verify": verify, "--version": self.version}
             return self.measure(comparison, trials)
 
     def run_all(self) -> list[Comparison]:
