@@ -324,12 +324,13 @@ ROLE_HUGE = (
 
 
 @contextlib.contextmanager
-def fresh_tmpfs(parent: Path, size: int) -> Iterator[Path]:
+def fresh_tmpfs(parent: Path, size: int, huge: bool = True) -> Iterator[Path]:
     """A newly mounted tmpfs of ``size`` bytes (whole MiB), mounted as the role
-    mounts the RAM disk, unmounted on the way out."""
+    mounts the RAM disk (or with 4 KiB pages only: ``huge`` false, as
+    ``ollama_ramdisk_huge: never``), unmounted on the way out."""
     point = Path(tempfile.mkdtemp(prefix="ramdisk-", dir=parent))
     size_mib = -(-size // MIB)
-    options = f"size={size_mib}m,mode=0755{ROLE_HUGE}"
+    options = f"size={size_mib}m,mode=0755{ROLE_HUGE if huge else ''}"
     subprocess.run(
         ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
         check=True,
@@ -486,21 +487,30 @@ class Bench:
     # -- copying into a fresh tmpfs
 
     def copy_trial(
-        self, tool: str, label: str, *extra: object, store: synth.BuiltStore | None = None
+        self,
+        tool: str,
+        label: str,
+        *extra: object,
+        store: synth.BuiltStore | None = None,
+        huge: bool = True,
     ) -> Trial:
         """A trial copying a store (the fleet's by default) into a new tmpfs with ``tool``."""
 
         def trial() -> Mapping[str, Sample]:
             self.prepare_cache(store)
-            return {label: self.copy_into_fresh(tool, *extra, store=store)}
+            return {label: self.copy_into_fresh(tool, *extra, store=store, huge=huge)}
 
         return trial
 
     def copy_into_fresh(
-        self, tool: str, *extra: object, store: synth.BuiltStore | None = None
+        self,
+        tool: str,
+        *extra: object,
+        store: synth.BuiltStore | None = None,
+        huge: bool = True,
     ) -> Sample:
         store = store or self.fleet
-        with fresh_tmpfs(self.mounts, tmpfs_size(store)) as point:
+        with fresh_tmpfs(self.mounts, tmpfs_size(store), huge=huge) as point:
             dest = point / "models"
             dest.mkdir()
             if tool == "populate":
@@ -549,6 +559,10 @@ class Bench:
                     nbytes=size),
                 Row("cp -a", "cp -a DISK/. RAM", kind="baseline", nbytes=size),
                 Row("rsync -a", "rsync -a DISK/ RAM/", kind="other", nbytes=size),
+                Row("populate, 4 KiB pages", "ollama-ramdisk populate (ollama_ramdisk_huge: never)",
+                    kind="other", nbytes=size),
+                Row("cp -a, 4 KiB pages", "cp -a DISK/. RAM (ollama_ramdisk_huge: never)",
+                    kind="other", nbytes=size),
                 Row("dd, the largest blob", "dd bs=4M: the memory bandwidth one stream gets",
                     kind="other", nbytes=max(store.blobs.values())),
             ],
@@ -564,6 +578,12 @@ class Bench:
                 ),
                 "cp -a": self.copy_trial("cp", "cp -a", store=store),
                 "rsync -a": self.copy_trial("rsync", "rsync -a", store=store),
+                "populate, 4 KiB pages": self.copy_trial(
+                    "populate", "populate, 4 KiB pages", store=store, huge=False
+                ),
+                "cp -a, 4 KiB pages": self.copy_trial(
+                    "cp", "cp -a, 4 KiB pages", store=store, huge=False
+                ),
                 "dd, the largest blob": self.dd_trial(store),
             },
         )

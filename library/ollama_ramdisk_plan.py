@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_ramdisk.errors import RamdiskError
+from ansible.module_utils.ollama_ramdisk.defaults import HEADROOM
 from ansible.module_utils.ollama_ramdisk.limits import service_limits
+from ansible.module_utils.ollama_ramdisk.module_glue import call_core
 from ansible.module_utils.ollama_ramdisk.plan import Plan, build_plan, resolve_model_set
-from ansible.module_utils.ollama_ramdisk.sizes import human, parse_size
+from ansible.module_utils.ollama_ramdisk.sizes import parse_size
 from ansible.module_utils.ollama_ramdisk.store import Store
 
 DOCUMENTATION = r"""
@@ -97,8 +98,12 @@ options:
     description:
       - The unit's C(MemoryHigh=) as a SIZE, instead of asking systemd.
     type: str
-notes:
-  - Supports check mode; the module never changes anything.
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything; check mode gives the same plan.
+  diff_mode:
+    support: none
 seealso:
   - module: ollama_ramdisk_populate
   - module: ollama_ramdisk_verify
@@ -129,6 +134,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+short_of_set:
+  description:
+    - With a forced O(size) below what the hot models need, why (also given as a warning).
+    - V(null) when the RAM disk holds the hot models.
+  returned: success
+  type: str
+  sample: the forced size 1g is below the 4.7 GiB the hot models need ...
 plan:
   description: The sizing plan (the same keys as C(ollama-ramdisk plan --json)).
   returned: success, and on failure when the set does not fit
@@ -225,7 +237,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "source": {"type": "path", "required": True},
     "models": {"type": "list", "elements": "str", "default": []},
     "cold_models": {"type": "list", "elements": "str", "default": []},
-    "headroom": {"type": "float", "default": 1.2},
+    "headroom": {"type": "float", "default": HEADROOM},
     "reserve": {"type": "str"},
     "size": {"type": "str"},
     "mem_total": {"type": "str"},
@@ -260,29 +272,18 @@ def make_plan(params: dict[str, Any]) -> Plan:
     )
 
 
-def does_not_hold_message(plan: Plan) -> str:
-    return (
-        f"the forced size {plan.size} is below the {human(plan.tmpfs_bytes)} the hot models"
-        " need: the blobs that do not fit cannot be copied into RAM"
-    )
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        plan = make_plan(module.params)
-    except RamdiskError as error:
-        module.fail_json(msg=str(error), exit_code=error.exit_code)
-    except OSError as error:
-        module.fail_json(msg=f"{error.filename or module.params['source']}: {error.strerror}")
+    plan = call_core(module, lambda _reporter: make_plan(module.params), module.params["source"])
     result = plan.to_dict()
     if not plan.fits:
         module.fail_json(msg=" ".join(plan.refusals()), plan=result)
     for warning in plan.warnings():
         module.warn(warning)
-    if not plan.holds_set:
-        module.warn(does_not_hold_message(plan))
-    module.exit_json(changed=False, plan=result)
+    short = plan.short_of_set()
+    if short is not None:
+        module.warn(short)
+    module.exit_json(changed=False, plan=result, short_of_set=short)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_ramdisk.errors import RamdiskError
+from ansible.module_utils.ollama_ramdisk.defaults import LOCK_TIMEOUT
+from ansible.module_utils.ollama_ramdisk.module_glue import call_core
 from ansible.module_utils.ollama_ramdisk.names import parse_name
 from ansible.module_utils.ollama_ramdisk.populate import (
     PopulateOptions,
-    PopulateResult,
     populate,
 )
-from ansible.module_utils.ollama_ramdisk.progress import WarningCollector
 from ansible.module_utils.ollama_ramdisk.status import store_status
 from ansible.module_utils.ollama_ramdisk.store import Store
 
@@ -94,11 +93,16 @@ options:
       - Seconds to wait for another run holding the lock of O(dest).
     type: float
     default: 600.0
+attributes:
+  check_mode:
+    support: full
+    description: A dry run that reports what would be copied, linked and pruned and changes nothing.
+  diff_mode:
+    support: full
+    description:
+      - The models in O(dest) before and after, one per line with its residency
+        (C(hot) copied, C(cold) linked, C(partial) some blobs linked).
 notes:
-  - Check mode is a dry run that reports what would be copied, linked and pruned
-    and changes nothing.
-  - Diff mode shows the models in O(dest) before and after, one per line with
-    its residency (C(hot) copied, C(cold) linked, C(partial) some blobs linked).
   - Run long copies with C(async) so that SSH sessions do not time out.
 seealso:
   - module: ollama_ramdisk_plan
@@ -214,7 +218,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "owner": {"type": "str"},
     "jobs": {"type": "int"},
     "fallback_link": {"type": "bool", "default": False},
-    "lock_timeout": {"type": "float", "default": 600.0},
+    "lock_timeout": {"type": "float", "default": LOCK_TIMEOUT},
 }
 
 # How the diff names each residency the status reports.
@@ -273,24 +277,23 @@ def render(models: Mapping[str, str]) -> str:
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     dest = Path(module.params["dest"])
-    reporter = WarningCollector()
+    before = call_core(module, lambda _reporter: residencies(dest) if module._diff else {}, dest)
+    outcome = call_core(
+        module,
+        lambda reporter: populate(_options(module.params, module.check_mode), reporter).to_dict(),
+        dest,
+    )
     after: dict[str, str] = {}
-    try:
-        before = residencies(dest) if module._diff else {}
-        result: PopulateResult = populate(_options(module.params, module.check_mode), reporter)
-        outcome = result.to_dict()
-        if module._diff:
-            after = (
+    if module._diff:
+        after = call_core(
+            module,
+            lambda _reporter: (
                 expected_residencies(before, module.params, outcome)
                 if module.check_mode
                 else residencies(dest)
-            )
-    except RamdiskError as error:
-        module.fail_json(msg=str(error), exit_code=error.exit_code)
-    except OSError as error:
-        module.fail_json(msg=f"{error.filename or dest}: {error.strerror or error}")
-    for message in reporter.warnings:
-        module.warn(message)
+            ),
+            dest,
+        )
     if module._diff:
         outcome["diff"] = {
             "before_header": f"{dest} (models)",

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_ramdisk.errors import RamdiskError
-from ansible.module_utils.ollama_ramdisk.progress import Reporter, WarningCollector
+from ansible.module_utils.ollama_ramdisk.defaults import VERIFY_JOBS
+from ansible.module_utils.ollama_ramdisk.module_glue import call_core
+from ansible.module_utils.ollama_ramdisk.progress import Reporter
 from ansible.module_utils.ollama_ramdisk.store import Store
 from ansible.module_utils.ollama_ramdisk.verify import VerifyResult, verify_store
 
@@ -50,9 +51,14 @@ options:
       - Blobs hashed in parallel.
     type: int
     default: 1
-notes:
-  - In check mode nothing is repaired; the blobs that would be repaired are
-    returned in RV(would_repair) and the module reports a change instead of failing.
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Nothing is repaired; the blobs that would be repaired are returned in
+        RV(would_repair) and the module reports a change instead of failing.
+  diff_mode:
+    support: none
 seealso:
   - module: ollama_ramdisk_populate
 author:
@@ -122,7 +128,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "models": {"type": "list", "elements": "str", "default": []},
     "repair": {"type": "bool", "default": False},
     "source": {"type": "path"},
-    "jobs": {"type": "int", "default": 1},
+    "jobs": {"type": "int", "default": VERIFY_JOBS},
 }
 
 
@@ -156,15 +162,11 @@ def main() -> None:
         required_if=[("repair", True, ("source",))],
         supports_check_mode=True,
     )
-    reporter = WarningCollector()
-    try:
-        result = run_verify(module.params, module.check_mode, reporter)
-    except RamdiskError as error:
-        module.fail_json(msg=str(error), exit_code=error.exit_code)
-    except OSError as error:
-        module.fail_json(msg=f"{error.filename or module.params['store']}: {error.strerror}")
-    for message in reporter.warnings:
-        module.warn(message)
+    result = call_core(
+        module,
+        lambda reporter: run_verify(module.params, module.check_mode, reporter),
+        module.params["store"],
+    )
     outcome = result.to_dict()
     if module.check_mode and module.params["repair"]:
         outcome["would_repair"] = outcome["corrupt"] + outcome["missing"]

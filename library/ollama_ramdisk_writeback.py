@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_ramdisk.errors import RamdiskError
-from ansible.module_utils.ollama_ramdisk.progress import WarningCollector
+from ansible.module_utils.ollama_ramdisk.defaults import LOCK_TIMEOUT, WRITEBACK_RESERVE
+from ansible.module_utils.ollama_ramdisk.module_glue import call_core
 from ansible.module_utils.ollama_ramdisk.writeback import WritebackOptions, writeback
 
 DOCUMENTATION = r"""
@@ -127,8 +127,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "dest": {"type": "path", "required": True},
     "verify": {"type": "bool", "default": True},
     "owner": {"type": "str"},
-    "reserve": {"type": "str", "default": "1g"},
-    "lock_timeout": {"type": "float", "default": 600.0},
+    "reserve": {"type": "str", "default": WRITEBACK_RESERVE},
+    "lock_timeout": {"type": "float", "default": LOCK_TIMEOUT},
 }
 
 
@@ -146,19 +146,13 @@ def options_from(params: Mapping[str, Any], check_mode: bool) -> WritebackOption
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    reporter = WarningCollector()
-    try:
-        outcome = writeback(options_from(module.params, module.check_mode), reporter).to_dict()
-    except RamdiskError as error:
-        for message in reporter.warnings:
-            module.warn(message)
-        module.fail_json(msg=str(error), exit_code=error.exit_code)
-    except OSError as error:
-        module.fail_json(
-            msg=f"{error.filename or module.params['dest']}: {error.strerror or error}"
-        )
-    for message in reporter.warnings:
-        module.warn(message)
+    outcome = call_core(
+        module,
+        lambda reporter: writeback(
+            options_from(module.params, module.check_mode), reporter
+        ).to_dict(),
+        module.params["dest"],
+    )
     module.exit_json(**outcome)
 
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ollama_ramdisk.desttree import LOCK_NAME, STAGING_NAME
 from ollama_ramdisk.errors import OutOfSpace
-from ollama_ramdisk.fsops import LOCK_NAME, STAGING_NAME
 from ollama_ramdisk.populate import PopulateOptions, populate
 from ollama_ramdisk.progress import Reporter
 from ollama_ramdisk.store import Store
@@ -914,3 +914,31 @@ def test_on_a_huge_within_size_tmpfs_the_weights_are_in_2_mib_pages(
     done = subprocess.run([sys.executable, "-c", probe, str(blob)], capture_output=True,
                           text=True, check=True)  # fmt: skip
     assert int(done.stdout) * 1024 == 16 * MIB
+
+
+@pytest.mark.skipif(
+    not tmpfs_has_huge_pages(),
+    reason="this kernel's tmpfs has no transparent huge pages",
+)
+@pytest.mark.parametrize("verify", [False, True])
+def test_on_a_huge_tmpfs_blobs_of_odd_sizes_are_copied_exactly(
+    store_factory: StoreFactory, tmpfs: MountTmpfs, verify: bool
+) -> None:
+    # Whole 2 MiB writes with a short last one, and blobs below one huge page.
+    sizes = {"big": 5 * MIB + 4097, "page": 2 * MIB, "small": 2 * MIB - 1}
+    built = store_factory({
+        "llama3.2:3b": [weights(sizes["big"], "big"), weights(sizes["page"], "page")],
+        "phi3:mini": [weights(sizes["small"], "small")],
+    })  # fmt: skip
+    dest = tmpfs("64m", options="huge=within_size") / "models"
+    flags = ["--verify"] if verify else []
+
+    filled = _run("populate", *flags, "--source", built.root, "--dest", dest,
+                  "llama3.2:3b", "phi3:mini")  # fmt: skip
+
+    assert filled.returncode == 0, filled.stderr
+    for model in built.models.values():
+        for layer in model.layers:
+            copy = dest / layer.relpath
+            assert not copy.is_symlink()
+            assert copy.read_bytes() == (built.root / layer.relpath).read_bytes()

@@ -12,9 +12,10 @@ import pytest
 from exposition import parse_exposition, series
 from ollama_ramdisk.errors import InvalidOption
 from ollama_ramdisk.metrics import prometheus_text, write_prometheus
+from ollama_ramdisk.mounts import find_mount, gets_huge_pages
 from ollama_ramdisk.names import parse_name
 from ollama_ramdisk.sizes import MIB, round_up
-from ollama_ramdisk.status import StoreStatus, find_mount, store_status
+from ollama_ramdisk.status import StoreStatus, store_status
 from ollama_ramdisk.store import Store
 from storegen import MountTmpfs, SyntheticStore, make_store, weights
 
@@ -191,6 +192,34 @@ def test_the_longest_topmost_mount_point_containing_the_path_wins(tmp_path: Path
     assert (spaced.path, spaced.source) == (f"{root}/a b", "spaced")
     assert sibling is not None
     assert (sibling.path, sibling.fstype) == ("/", "ext4")
+
+
+@pytest.mark.parametrize(
+    ("fstype", "options", "huge"),
+    [
+        ("tmpfs", "rw,size=1024k,huge=within_size", True),
+        ("tmpfs", "rw,huge=always,inode64", True),
+        ("tmpfs", "rw,size=1024k,huge=advise", False),
+        ("tmpfs", "rw,size=1024k", False),
+        ("ext4", "rw,huge=always", False),
+    ],
+)
+def test_huge_pages_are_read_from_the_mount_options(
+    tmp_path: Path, fstype: str, options: str, huge: bool
+) -> None:
+    root = Path(os.path.realpath(tmp_path))
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        f"30 22 0:40 / {root} rw,nosuid - {fstype} ramdisk {options}\n"
+    )
+
+    mount = find_mount(root, mountinfo)
+
+    assert mount is not None
+    assert mount.huge_pages is huge
+    assert gets_huge_pages(root, mountinfo) is huge
+    assert gets_huge_pages(root, tmp_path / "no-mountinfo") is False
 
 
 def test_no_mount_table_means_no_mount(tmp_path: Path) -> None:

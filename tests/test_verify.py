@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from ollama_ramdisk.fsops import STAGING_NAME
+from ollama_ramdisk.desttree import STAGING_NAME
 from storegen import MountTmpfs, StoreFactory, SyntheticStore, make_store, text, weights
 
 HF = "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M"

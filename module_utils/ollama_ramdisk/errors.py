@@ -67,3 +67,12 @@ class VerificationFailed(OperationFailed):
 
 class LockTimeout(OperationFailed):
     """Another run holds the destination's lock for too long."""
+
+
+def os_error_text(error: OSError, where: object = None) -> str:
+    """An OSError in words: its paths (else ``where``) and the reason, never "None"."""
+    paths = [str(path) for path in (error.filename, error.filename2) if path is not None]
+    if not paths and where is not None:
+        paths = [str(where)]
+    reason = error.strerror or str(error) or type(error).__name__
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason

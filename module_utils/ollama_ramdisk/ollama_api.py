@@ -17,17 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from .defaults import OLLAMA_HOST
 from .errors import InvalidOption, OperationFailed, RamdiskError
 from .names import ModelName, parse_name
 
-DEFAULT_HOST = "127.0.0.1:11434"
 # /api/ps lists a few models; a megabyte is far more than any real answer.
 MAX_ANSWER_BYTES = 1024 * 1024
 
 
 def api_base(host: str | None) -> str:
     """``OLLAMA_HOST`` as Ollama reads it -> the URL to reach it on this host."""
-    text = (host or DEFAULT_HOST).strip()
+    text = (host or OLLAMA_HOST).strip()
     if "://" not in text:
         text = "http://" + text
     try:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .defaults import HEADROOM
 from .errors import InputProblems, InvalidInput, InvalidOption
 from .identity import acting_as, run_identity
 from .limits import Limit, LoadMode, detect_gpus, load_mode
@@ -19,8 +20,6 @@ from .memory import default_reserve, memory_total
 from .names import ModelName, parse_name
 from .sizes import MIB, PAGE_SIZE, format_size, human, round_up
 from .store import Blob, Manifest, Store
-
-DEFAULT_HEADROOM = 1.2
 
 
 @dataclass(frozen=True)
@@ -156,6 +155,17 @@ class Plan:
     def size(self) -> str:
         return format_size(self.size_bytes)
 
+    def short_of_set(self) -> str | None:
+        """The one wording (command, module, role) for a forced size below the hot
+        models' bytes; None when the size holds them."""
+        if self.holds_set:
+            return None
+        return (
+            f"the forced size {self.size} is below the {human(self.tmpfs_bytes)} the hot"
+            " models need: the blobs that do not fit cannot be copied into RAM, and are"
+            " linked to the disk store only where fallback-link is on"
+        )
+
     def refusals(self) -> list[str]:
         """One sentence per limit the plan crosses: which, and by how much."""
         return [_refusal(self, limit) for limit in self.limits if not limit.fits]
@@ -257,7 +267,7 @@ def size_for(tmpfs_bytes: int, headroom: float) -> int:
 
 def build_plan(
     model_set: ModelSet,
-    headroom: object = DEFAULT_HEADROOM,
+    headroom: object = HEADROOM,
     reserve: int | None = None,
     mem_total: int | None = None,
     size_override: int | None = None,

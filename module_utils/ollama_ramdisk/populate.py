@@ -37,8 +37,6 @@ Decisions recorded here, beyond the contract:
 
 from __future__ import annotations
 
-import math
-import os
 import stat
 import threading
 import time
@@ -47,32 +45,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .copying import CopyFailed, HashMismatch, copy_blob
+from .defaults import LOCK_TIMEOUT
+from .desttree import DestTree, check_disjoint
 from .errors import (
     InvalidInput,
     InvalidOption,
-    MalformedManifest,
     OperationFailed,
     OutOfSpace,
     VerificationFailed,
 )
-from .fsops import (
-    CopyFailed,
-    DestTree,
-    HashMismatch,
-    Owner,
-    StoreLock,
-    check_disjoint,
-    copy_blob,
-    parse_owner,
-)
 from .identity import acting_as, run_identity
 from .names import ModelName, parse_names
-from .plan import ModelSet, resolve_model_set
+from .owners import Owner, parse_owner
+from .plan import resolve_model_set
+from .populate_survey import BlobJob, DestSurvey, Survey, blob_names
 from .progress import Reporter, summary_line
 from .record import read_record
-from .safeio import default_jobs, parallel
-from .sizes import PAGE_SIZE, human, round_up
-from .store import BLOB_NAME_RE, MAX_MANIFEST_BYTES, Blob, Manifest, Store, parse_manifest
+from .safeio import check_jobs, default_jobs, parallel
+from .sizes import human
+from .store import Store
+from .storelock import StoreLock, check_lock_timeout
 
 
 @dataclass
@@ -89,7 +82,7 @@ class PopulateOptions:
     owner: str | None = None
     jobs: int | None = None  # None: safeio.default_jobs()
     fallback_link: bool = False
-    lock_timeout: float = 600.0
+    lock_timeout: float = LOCK_TIMEOUT
 
 
 @dataclass
@@ -110,11 +103,13 @@ class PopulateResult:
     bytes_copied: int = 0
     seconds: float = 0.0
     # Changes no list shows: directories created, fallback links written.
-    touched: bool = False
+    other_changes: bool = False
 
     @property
     def changed(self) -> bool:
-        return bool(self.copied or self.linked or self.pruned or self.manifests or self.touched)
+        return bool(
+            self.copied or self.linked or self.pruned or self.manifests or self.other_changes
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,45 +130,6 @@ class PopulateResult:
         }
 
 
-@dataclass(frozen=True)
-class BlobJob:
-    """A blob to copy or link, where it comes from, and who needs it."""
-
-    blob: Blob
-    source: Path
-    models: tuple[str, ...]
-
-    @property
-    def relpath(self) -> str:
-        return f"blobs/{self.blob.filename}"
-
-    @property
-    def tmpfs_bytes(self) -> int:
-        return round_up(self.blob.size, PAGE_SIZE)
-
-    def who(self) -> str:
-        return ", ".join(self.models)
-
-
-@dataclass
-class Survey:
-    """The destination compared with the set: what is in place, what is not."""
-
-    copies: list[BlobJob] = field(default_factory=list)
-    links: list[BlobJob] = field(default_factory=list)
-    in_place: int = 0
-    manifests: list[Manifest] = field(default_factory=list)
-    absent: set[ModelName] = field(default_factory=set)
-    # Blob file names the destination's current version of a replaced manifest uses.
-    old_refs: dict[ModelName, set[str]] = field(default_factory=dict)
-    early_prune: list[str] = field(default_factory=list)
-    late_prune: list[str] = field(default_factory=list)
-    removed_models: list[ModelName] = field(default_factory=list)
-    ram_only: list[ModelName] = field(default_factory=list)
-    freed_bytes: int = 0
-    stale_temp_files: int = 0
-
-
 def populate(options: PopulateOptions, reporter: Reporter | None = None) -> PopulateResult:
     """Apply the model set to ``options.dest``; see the module docstring for the rules.
 
@@ -183,8 +139,8 @@ def populate(options: PopulateOptions, reporter: Reporter | None = None) -> Popu
     reporter = reporter or Reporter()
     started = time.monotonic()
     owner = parse_owner(options.owner)
-    jobs = default_jobs() if options.jobs is None else _check_jobs(options.jobs)
-    timeout = _check_timeout(options.lock_timeout)
+    jobs = default_jobs() if options.jobs is None else check_jobs(options.jobs)
+    timeout = check_lock_timeout(options.lock_timeout)
     source = Store(Path(options.source))
     dest = Path(options.dest)
     identity = run_identity(
@@ -223,31 +179,33 @@ def _populate(
     model_set = resolve_model_set(
         source, list(options.models), [*options.cold, *(name.qualified for name in written_back)]
     )
-    run = _Run(
-        options,
-        model_set=model_set,
+    tree = DestTree(dest, owner)
+    look = DestSurvey(
+        model_set,
         source=source,
-        tree=DestTree(dest, owner),
+        tree=tree,
+        prune=options.prune,
+        fallback_link=options.fallback_link,
         reporter=reporter,
-        jobs=jobs,
     )
+    run = PopulateRun(options, tree=tree, reporter=reporter, jobs=jobs)
     run.result.written_back = [name.qualified for name in written_back]
     try:
-        if not run.tree.open_root():
+        if not tree.open_root():
             _check_parent(dest)
             if not options.dry_run:
                 # Nothing to lock yet: check the space before DEST is even created.
-                run.decide(run.survey())
-                run.result.touched = run.tree.create_root()
-        with StoreLock(run.tree, timeout, shared_if_present=options.dry_run, on_wait=reporter.warn):
-            survey = run.survey()
-            fallback = run.decide(survey)
+                look.decide(look.survey())
+                run.result.other_changes = tree.create_root()
+        with StoreLock(tree, timeout, shared_if_present=options.dry_run, on_wait=reporter.warn):
+            survey = look.survey()
+            fallback = look.decide(survey)
             if options.dry_run:
                 run.preview(survey, fallback)
             else:
                 run.apply(survey, fallback)
     finally:
-        run.tree.close()
+        tree.close()
     return run.result
 
 
@@ -270,20 +228,6 @@ def _written_back(source: Store, options: PopulateOptions, reporter: Reporter) -
     return kept
 
 
-def _check_jobs(jobs: object) -> int:
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InvalidOption(f"jobs: expected a whole number of at least 1, got {jobs!r}")
-    return jobs
-
-
-def _check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise InvalidOption(f"lock_timeout: expected a number of seconds, got {timeout!r}")
-    if not math.isfinite(timeout) or timeout < 0:
-        raise InvalidOption(f"lock_timeout: expected 0 or more seconds, got {timeout!r}")
-    return float(timeout)
-
-
 def _check_parent(dest: Path) -> None:
     parent = dest.absolute().parent
     if not parent.is_dir():
@@ -292,193 +236,18 @@ def _check_parent(dest: Path) -> None:
         )
 
 
-def _users(model_set: ModelSet) -> dict[str, tuple[str, ...]]:
-    """Blob file name -> the models that need it, in the order listed."""
-    users: dict[str, list[str]] = {}
-    for manifest in model_set.manifests:
-        for blob in manifest.blobs:
-            users.setdefault(blob.filename, []).append(manifest.name.short)
-    return {name: tuple(models) for name, models in users.items()}
-
-
-def _blob_names(manifest: Manifest) -> set[str]:
-    return {blob.filename for blob in manifest.blobs}
-
-
-class _Run:
-    """One populate: the survey, the decision and the changes share this state."""
+class PopulateRun:
+    """One populate's changes (or their preview) once DEST has been surveyed."""
 
     def __init__(
-        self,
-        options: PopulateOptions,
-        *,
-        model_set: ModelSet,
-        source: Store,
-        tree: DestTree,
-        reporter: Reporter,
-        jobs: int,
+        self, options: PopulateOptions, *, tree: DestTree, reporter: Reporter, jobs: int
     ) -> None:
         self.options = options
-        self.model_set = model_set
-        self.source = source
-        self.source_blobs = Path(os.path.abspath(source.root)) / "blobs"
         self.tree = tree
         self.reporter = reporter
         self.jobs = jobs
-        self.users = _users(model_set)
         self.result = PopulateResult(dry_run=options.dry_run)
         self._started = time.monotonic()
-
-    def _job(self, blob: Blob) -> BlobJob:
-        return BlobJob(blob, self.source_blobs / blob.filename, self.users[blob.filename])
-
-    # ------------------------------------------------------------ survey
-
-    def survey(self) -> Survey:
-        """Compare DEST with the set: stat and small manifest reads, nothing else."""
-        survey = Survey(stale_temp_files=len(self.tree.stale_temp_files()))
-        self._survey_hot_blobs(survey)
-        self._survey_cold_blobs(survey)
-        self._survey_manifests(survey)
-        self._survey_others(survey)
-        return survey
-
-    def _survey_hot_blobs(self, survey: Survey) -> None:
-        for blob in self.model_set.hot_blobs().values():
-            job = self._job(blob)
-            status = self.tree.lstat(job.relpath)
-            # Size only: the name is the content's hash, and reading it back
-            # would make every no-op run read the whole RAM disk.
-            if status is not None and stat.S_ISREG(status.st_mode) and status.st_size == blob.size:
-                survey.in_place += 1
-            else:
-                survey.copies.append(job)
-
-    def _survey_cold_blobs(self, survey: Survey) -> None:
-        for blob in self.model_set.cold_only_blobs().values():
-            job = self._job(blob)
-            status = self.tree.lstat(job.relpath)
-            if (
-                status is not None
-                and stat.S_ISLNK(status.st_mode)
-                and self.tree.readlink(job.relpath) == str(job.source)
-            ):
-                survey.in_place += 1
-            else:
-                survey.links.append(job)
-
-    def _survey_manifests(self, survey: Survey) -> None:
-        for manifest in self.model_set.manifests:
-            current = self.tree.read_regular(manifest.relpath, MAX_MANIFEST_BYTES)
-            if current == manifest.raw:
-                continue
-            survey.manifests.append(manifest)
-            if self.tree.lstat(manifest.relpath) is None:
-                survey.absent.add(manifest.name)
-            survey.old_refs[manifest.name] = self._refs_of(manifest.name, current) or set()
-
-    def _refs_of(self, name: ModelName, raw: bytes | None) -> set[str] | None:
-        """Blob names a manifest in DEST uses; None when it cannot be read as one."""
-        if raw is None or len(raw) > MAX_MANIFEST_BYTES:
-            return None
-        try:
-            return _blob_names(parse_manifest(name, self.tree.root / name.manifest_relpath, raw))
-        except MalformedManifest:
-            return None
-
-    def _survey_others(self, survey: Survey) -> None:
-        """Models in DEST outside the set: pruned when in the source, else RAM-only."""
-        if self.tree.dir_fd("manifests") is None:
-            others: list[ModelName] = []
-        else:
-            in_set = {manifest.name for manifest in self.model_set.manifests}
-            others = [name for name in Store(self.tree.root).iter_models() if name not in in_set]
-        for name in others:
-            if not self.source.has_manifest(name):
-                survey.ram_only.append(name)
-            elif self.options.prune:
-                survey.removed_models.append(name)
-                survey.early_prune.append(name.manifest_relpath)
-        if self.options.prune:
-            self._survey_unused_blobs(survey)
-
-    def _survey_unused_blobs(self, survey: Survey) -> None:
-        needed = set(self.users)
-        for name in survey.ram_only:
-            raw = self.tree.read_regular(name.manifest_relpath, MAX_MANIFEST_BYTES)
-            refs = self._refs_of(name, raw)
-            if refs is None:
-                self.reporter.warn(
-                    f"{self.tree.root / name.manifest_relpath}: cannot be read as a manifest;"
-                    " no blob is pruned, since it may use any of them"
-                )
-                return
-            needed |= refs
-        still_used = set().union(*survey.old_refs.values()) if survey.old_refs else set()
-        for filename in self.tree.list_dir("blobs"):
-            relpath = f"blobs/{filename}"
-            if filename in needed or not _is_blob_name(filename):
-                continue
-            if filename in still_used:
-                survey.late_prune.append(relpath)
-                continue
-            survey.early_prune.append(relpath)
-            status = self.tree.lstat(relpath)
-            if status is not None and stat.S_ISREG(status.st_mode) and status.st_nlink == 1:
-                survey.freed_bytes += status.st_blocks * 512
-
-    # ------------------------------------------------------------ decision
-
-    def decide(self, survey: Survey) -> list[BlobJob]:
-        """Check the space; the hot blobs to link instead of copy (fallback_link only)."""
-        available = self._available_bytes() + survey.freed_bytes
-        fixed = PAGE_SIZE * len(survey.links)
-        fixed += sum(round_up(len(manifest.raw), PAGE_SIZE) for manifest in survey.manifests)
-        needed = fixed + sum(job.tmpfs_bytes for job in survey.copies)
-        self._check_inodes(survey)
-        if needed <= available:
-            return []
-        if not self.options.fallback_link or fixed + PAGE_SIZE * len(survey.copies) > available:
-            raise OutOfSpace(self._space_message(survey, needed, available))
-        return self._fallback_choice(survey, available - fixed - PAGE_SIZE * len(survey.copies))
-
-    def _available_bytes(self) -> int:
-        where = self.tree.root if self.tree.exists else self.tree.root.absolute().parent
-        info = os.statvfs(where)
-        return info.f_bavail * info.f_frsize
-
-    def _check_inodes(self, survey: Survey) -> None:
-        where = self.tree.root if self.tree.exists else self.tree.root.absolute().parent
-        info = os.statvfs(where)
-        # Files, plus up to three new directories per manifest and blobs/.
-        wanted = len(survey.copies) + len(survey.links) + 4 * len(survey.manifests) + 2
-        if info.f_files and info.f_favail < wanted:
-            raise OutOfSpace(
-                f"{self.tree.root}: {wanted} files must be created but the file system"
-                f" allows only {info.f_favail} more; nothing was changed"
-            )
-
-    def _space_message(self, survey: Survey, needed: int, available: int) -> str:
-        models = sorted({model for job in survey.copies for model in job.models})
-        return (
-            f"{self.tree.root}: {human(needed)} must be written but only {human(available)}"
-            f" is free; nothing was changed (copying {', '.join(models) or 'manifests'})."
-            " Grow the RAM disk, prune it, or use fallback_link to serve the rest from disk"
-        )
-
-    def _fallback_choice(self, survey: Survey, budget: int) -> list[BlobJob]:
-        """Whole hot models first, in the order listed, as many as fit; the rest links."""
-        pending = {job.blob.filename: job for job in survey.copies}
-        chosen: set[str] = set()
-        for manifest in self.model_set.hot:
-            wanted = {b.filename for b in manifest.blobs if b.filename in pending} - chosen
-            cost = sum(pending[name].tmpfs_bytes for name in wanted)
-            if cost <= budget:
-                chosen |= wanted
-                budget -= cost
-        fallback = [job for name, job in pending.items() if name not in chosen]
-        survey.copies = [job for name, job in pending.items() if name in chosen]
-        return fallback
 
     # ------------------------------------------------------------ dry run
 
@@ -498,7 +267,7 @@ class _Run:
         result.models_removed = [name.qualified for name in survey.removed_models]
         result.ram_only = [name.qualified for name in survey.ram_only]
         # A real run would at least create DEST.
-        result.touched = not self.tree.exists or not all(
+        result.other_changes = not self.tree.exists or not all(
             self._link_in_place(job) for job in fallback
         )
         for job in fallback:
@@ -604,7 +373,7 @@ class _Run:
         for job in jobs:
             if not self._link_in_place(job):  # else linked by an earlier fallback
                 self.tree.install_symlink(job.relpath, str(job.source))
-                self.result.touched = True
+                self.result.other_changes = True
             into.append(job.relpath)
             self.reporter.file_done(job.relpath, 0, action)
 
@@ -621,7 +390,7 @@ class _Run:
         manifests left as they were still use (never pruned)."""
         kept_old: set[str] = set()
         for manifest in survey.manifests:
-            if _blob_names(manifest) & failed:
+            if blob_names(manifest) & failed:
                 kept_old |= survey.old_refs.get(manifest.name, set())
                 continue
             self.tree.install_bytes(manifest.relpath, manifest.raw)
@@ -632,7 +401,7 @@ class _Run:
         return kept_old
 
     def _left_out(self, survey: Survey, failed: set[str]) -> list[str]:
-        return [m.name.short for m in survey.manifests if _blob_names(m) & failed]
+        return [m.name.short for m in survey.manifests if blob_names(m) & failed]
 
     def _prune(self, relpaths: list[str]) -> None:
         """Manifests first (so none ever names a missing blob), then blobs."""
@@ -642,10 +411,6 @@ class _Run:
             self.reporter.file_done(relpath, 0, "pruned")
             if relpath.startswith("manifests/"):
                 self.tree.remove_empty_dirs(relpath.rpartition("/")[0], "manifests")
-
-
-def _is_blob_name(filename: str) -> bool:
-    return bool(BLOB_NAME_RE.match(filename))
 
 
 def _failure(failures: dict[BlobJob, CopyFailed], left_out: list[str]) -> OperationFailed:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .defaults import PRELOAD_LOAD_TIMEOUT, PRELOAD_RETRIES, PRELOAD_WAIT
 from .errors import InvalidOption, OperationFailed
 from .names import ModelName, parse_names
 from .ollama_api import api_base, error_text, running_models
@@ -100,9 +101,9 @@ def preload(
     *,
     host: str | None = None,
     keep_alive: object = "-1",
-    wait: float = 120.0,
-    retries: int = 3,
-    load_timeout: float = 600.0,
+    wait: float = PRELOAD_WAIT,
+    retries: int = PRELOAD_RETRIES,
+    load_timeout: float = PRELOAD_LOAD_TIMEOUT,
     skip_loaded: bool = False,
     dry_run: bool = False,
     log: Callable[[str], None] = print,

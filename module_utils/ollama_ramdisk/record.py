@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Callable
 
+from .desttree import DestTree
 from .errors import InvalidName
-from .fsops import DestTree
 from .names import ModelName, parse_name
 from .safeio import NotRegular, open_regular
 from .store import read_limited

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .desttree import DestTree
 from .errors import RamdiskError
-from .fsops import DestTree
 from .identity import acting_as, run_identity
 
 REPORTED_COMMANDS = ("populate", "writeback", "verify")

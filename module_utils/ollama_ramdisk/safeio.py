@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from .errors import OperationFailed
+from .defaults import MAX_JOBS
+from .errors import InvalidOption, OperationFailed
 from .sizes import MAX_SIZE
 
 _READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
@@ -102,7 +103,6 @@ def check_stop(where: Path | str) -> None:
 
 # Copies of many small blobs gain from a second worker; past four, a tmpfs fill
 # is bound by memory bandwidth, not by per-file work (benchmarks/run.py, 7).
-MAX_DEFAULT_JOBS = 4
 
 
 def default_jobs() -> int:
@@ -111,7 +111,14 @@ def default_jobs() -> int:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_JOBS, cpus))
+    return max(1, min(MAX_JOBS, cpus))
+
+
+def check_jobs(jobs: object) -> int:
+    """A job count given as an option: a whole number of at least 1."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InvalidOption(f"jobs: expected a whole number of at least 1, got {jobs!r}")
+    return jobs
 
 
 def parallel(work: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:

@@ -18,42 +18,19 @@ file for a FIFO between two looks can neither hang nor fool the run.
 from __future__ import annotations
 
 import os
-import re
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput, InvalidOption
 from .identity import acting_as, run_identity
+from .mounts import MOUNTINFO, MountInfo, find_mount
 from .names import ModelName
 from .safeio import implausible_size, open_regular
 from .store import Blob, Manifest, Store
 
 RESIDENCIES = ("ram", "linked", "partial")
-MOUNTINFO = Path("/proc/self/mountinfo")
-
-
-@dataclass(frozen=True)
-class MountInfo:
-    """The file system a store lives on, as statvfs sees it."""
-
-    path: str
-    fstype: str
-    source: str
-    size_bytes: int
-    used_bytes: int
-    available_bytes: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "fstype": self.fstype,
-            "size_bytes": self.size_bytes,
-            "used_bytes": self.used_bytes,
-            "available_bytes": self.available_bytes,
-        }
 
 
 @dataclass(frozen=True)
@@ -188,54 +165,3 @@ def _size_or_zero(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-# ---------------------------------------------------------------- the mount
-
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
-
-
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes."""
-    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
-
-
-def _mount_entries(mountinfo: Path) -> Iterator[tuple[str, str, str]]:
-    """(mount point, fstype, source) of each line of a mountinfo file."""
-    for line in mountinfo.read_text().splitlines():
-        fields = line.split(" ")
-        if "-" not in fields[6:]:
-            continue
-        separator = fields.index("-", 6)
-        if len(fields) < separator + 3:
-            continue
-        yield _unescape(fields[4]), fields[separator + 1], _unescape(fields[separator + 2])
-
-
-def _contains(mount_point: str, path: str) -> bool:
-    return path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
-
-
-def find_mount(path: Path, mountinfo: Path = MOUNTINFO) -> MountInfo | None:
-    """The mount holding ``path``: the longest mount point containing it (the last
-    one listed when mounts are stacked), sized by statvfs."""
-    resolved = os.path.realpath(path)
-    try:
-        entries = list(_mount_entries(mountinfo))
-    except OSError:
-        return None
-    best: tuple[str, str, str] | None = None
-    for entry in entries:
-        if _contains(entry[0], resolved) and (best is None or len(entry[0]) >= len(best[0])):
-            best = entry
-    if best is None:
-        return None
-    usage = os.statvfs(resolved)
-    return MountInfo(
-        path=best[0],
-        fstype=best[1],
-        source=best[2],
-        size_bytes=usage.f_blocks * usage.f_frsize,
-        used_bytes=(usage.f_blocks - usage.f_bfree) * usage.f_frsize,
-        available_bytes=usage.f_bavail * usage.f_frsize,
-    )

@@ -202,10 +202,10 @@ class Store:
                 f"{self.manifests_dir}: is a symlink; a store's manifests are never listed"
                 " through a link"
             )
-        told = on_skipped or (lambda path, kind: None)
-        for host_dir in _sorted_dirs(self.manifests_dir, told):
-            for namespace_dir in _sorted_dirs(host_dir, told):
-                for model_dir in _sorted_dirs(namespace_dir, told):
+        report_skipped = on_skipped or (lambda path, kind: None)
+        for host_dir in _sorted_dirs(self.manifests_dir, report_skipped):
+            for namespace_dir in _sorted_dirs(host_dir, report_skipped):
+                for model_dir in _sorted_dirs(namespace_dir, report_skipped):
                     for tag_path in sorted(model_dir.iterdir()):
                         name = _name_from_parts(
                             host_dir.name, namespace_dir.name, model_dir.name, tag_path.name
@@ -216,7 +216,7 @@ class Store:
                         if kind == "regular file":
                             yield name
                         elif kind is not None:
-                            told(tag_path, kind)
+                            report_skipped(tag_path, kind)
 
     def iter_blob_files(self) -> Iterator[Path]:
         """Files in blobs/ whose names are digests (links included)."""
@@ -248,7 +248,7 @@ def _read_small_file(path: Path) -> bytes:
     return raw
 
 
-def _sorted_dirs(path: Path, told: Callable[[Path, str], None]) -> list[Path]:
+def _sorted_dirs(path: Path, report_skipped: Callable[[Path, str], None]) -> list[Path]:
     try:
         entries = sorted(path.iterdir())
     except (FileNotFoundError, NotADirectoryError):
@@ -256,7 +256,7 @@ def _sorted_dirs(path: Path, told: Callable[[Path, str], None]) -> list[Path]:
     found = []
     for entry in entries:
         if entry.is_symlink():
-            told(entry, "a symlink")
+            report_skipped(entry, "a symlink")
         elif entry.is_dir():
             found.append(entry)
     return found

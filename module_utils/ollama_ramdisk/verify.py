@@ -26,22 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidOption, MalformedManifest, ModelNotFound
-from .fsops import (
-    CopyFailed,
-    DestTree,
-    Owner,
-    StoreLock,
-    check_disjoint,
-    copy_blob,
-    hash_fd,
-    hash_file,
-)
+from .copying import CopyFailed, copy_blob, hash_fd, hash_file
+from .defaults import LOCK_TIMEOUT, VERIFY_JOBS
+from .desttree import DestTree, check_disjoint
+from .errors import MalformedManifest, ModelNotFound
 from .identity import acting_as, run_identity
 from .names import ModelName, parse_names
+from .owners import Owner
 from .progress import Reporter, summary_line
-from .safeio import implausible_size, open_regular, parallel
+from .safeio import check_jobs, implausible_size, open_regular, parallel
 from .store import Blob, Manifest, Store
+from .storelock import StoreLock, check_lock_timeout
 
 
 @dataclass
@@ -87,10 +82,10 @@ def verify_store(
     store: Store,
     models: Sequence[str] = (),
     repair_source: Store | None = None,
-    jobs: int = 1,
+    jobs: int = VERIFY_JOBS,
     reporter: Reporter | None = None,
     *,
-    lock_timeout: float = 600.0,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> VerifyResult:
     """Hash every blob of ``models`` (every model of the store if none).
 
@@ -124,8 +119,8 @@ def _verify(
     lock_timeout: float,
 ) -> VerifyResult:
     store.require_directory("store")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InvalidOption(f"jobs: expected a whole number of at least 1, got {jobs!r}")
+    check_jobs(jobs)
+    lock_timeout = check_lock_timeout(lock_timeout)
     if repair_source is not None:
         repair_source.require_directory("source")
         check_disjoint(repair_source.root, store.root, option="store")

@@ -37,6 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .copying import CopyFailed, HashMismatch, copy_blob
+from .defaults import LOCK_TIMEOUT, WRITEBACK_RESERVE
+from .desttree import DestTree, check_disjoint
 from .errors import (
     InvalidOption,
     MalformedManifest,
@@ -44,23 +47,14 @@ from .errors import (
     OutOfSpace,
     VerificationFailed,
 )
-from .fsops import (
-    CopyFailed,
-    DestTree,
-    HashMismatch,
-    StoreLock,
-    check_disjoint,
-    copy_blob,
-    parse_owner,
-)
 from .identity import acting_as, run_identity
 from .names import ModelName
+from .owners import parse_owner
 from .progress import Reporter, summary_line
 from .record import load_record, write_record
 from .sizes import PAGE_SIZE, human, parse_size, round_up
 from .store import MAX_MANIFEST_BYTES, Manifest, Store, parse_manifest
-
-DEFAULT_RESERVE = "1g"
+from .storelock import StoreLock, check_lock_timeout
 
 
 @dataclass
@@ -72,8 +66,8 @@ class WritebackOptions:
     verify: bool = False
     dry_run: bool = False
     owner: str | None = None
-    reserve: int | str = DEFAULT_RESERVE
-    lock_timeout: float = 600.0
+    reserve: int | str = WRITEBACK_RESERVE
+    lock_timeout: float = LOCK_TIMEOUT
     # Drop recorded models the RAM disk no longer has; only while Ollama runs
     # on a RAM disk populate completed (the units ensure it), never at its stop.
     forget_removed: bool = False
@@ -121,6 +115,7 @@ def writeback(options: WritebackOptions, reporter: Reporter | None = None) -> Wr
     started = time.monotonic()
     owner = parse_owner(options.owner)
     reserve = parse_size(options.reserve, "reserve")
+    lock_timeout = check_lock_timeout(options.lock_timeout)
     identity = run_identity(
         [Path(options.source)],
         [Path(options.dest)],
@@ -136,9 +131,9 @@ def writeback(options: WritebackOptions, reporter: Reporter | None = None) -> Wr
             if not tree.open_root():
                 raise InvalidOption(f"{tree.option}: {tree.root} does not exist")
         run = _Writeback(options, disk, ram, reserve, reporter)
-        stack.enter_context(StoreLock(ram, options.lock_timeout, shared_if_present=True))
+        stack.enter_context(StoreLock(ram, lock_timeout, shared_if_present=True))
         stack.enter_context(
-            StoreLock(disk, options.lock_timeout, shared_if_present=options.dry_run,
+            StoreLock(disk, lock_timeout, shared_if_present=options.dry_run,
                       on_wait=reporter.warn)
         )  # fmt: skip
         run.run()
