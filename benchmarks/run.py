@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synth
 from ollama_ramdisk.safeio import default_jobs
 from ollama_ramdisk.sizes import human, parse_size
+from ollama_ramdisk.tmpfs_options import local_huge_setting
 
 MIB = 1024**2
 GIB = 1024**3
@@ -316,11 +317,8 @@ def read_all(paths: Sequence[Path]) -> int:
     return total
 
 
-THP_SHMEM = Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
 # As the role mounts the RAM disk (ollama_ramdisk_huge: auto).
-ROLE_HUGE = (
-    ",huge=within_size" if THP_SHMEM.exists() and "[deny]" not in THP_SHMEM.read_text() else ""
-)
+ROLE_HUGE = f",huge={local_huge_setting()}" if local_huge_setting() else ""
 
 
 @contextlib.contextmanager

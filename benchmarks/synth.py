@@ -12,7 +12,10 @@ Two shapes of store:
 
 Blob content is pseudo-random (incompressible, like quantised weights) and
 deterministic for a given layout; every blob is named by the sha256 of what
-was written. A built store is cached under ``workdir`` keyed by its layout, so
+was written. The stores are written by the tests' generator
+(tests/storegen.py: its manifests, configs and blob names), so the
+benchmarks and the tests share one; this module only lays them out and caches
+them. A built store is cached under ``workdir`` keyed by its layout, so
 a second benchmark run starts at once; the build goes into a temporary
 directory renamed into place when complete, so an interrupted build is never
 mistaken for a finished one.
@@ -22,27 +25,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import random
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import storegen
+
 # Bump when the generated content changes, so that cached stores are rebuilt.
-GENERATOR_VERSION = 1
-CHUNK = 4 * 1024 * 1024
+GENERATOR_VERSION = 2
 KIB = 1024
 MIB = 1024 * KIB
 
-MODEL = "application/vnd.ollama.image.model"
-PROJECTOR = "application/vnd.ollama.image.projector"
-LICENSE = "application/vnd.ollama.image.license"
-TEMPLATE = "application/vnd.ollama.image.template"
-PARAMS = "application/vnd.ollama.image.params"
-SYSTEM = "application/vnd.ollama.image.system"
-CONFIG = "application/vnd.docker.container.image.v1+json"
-MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MODEL = storegen.MODEL
+PROJECTOR = storegen.PROJECTOR
+LICENSE = storegen.LICENSE
+TEMPLATE = storegen.TEMPLATE
+PARAMS = storegen.PARAMS
+SYSTEM = storegen.SYSTEM
+CONFIG = storegen.CONFIG
 
 # Media types whose content is text (written as repeated words, not random bytes).
 TEXT_TYPES = frozenset({LICENSE, TEMPLATE, PARAMS, SYSTEM})
@@ -66,9 +69,9 @@ class ModelSpec:
     config_label: str = ""
 
     @property
-    def config(self) -> BlobSpec:
+    def config_name(self) -> str:
         # Two tags of one model share their config as well as their layers.
-        return BlobSpec(f"config:{self.config_label or self.name}", 0, CONFIG)
+        return self.config_label or self.name
 
 
 @dataclass
@@ -206,92 +209,22 @@ def _load_cached(home: Path) -> BuiltStore | None:
 
 
 def build_store(root: Path, models: Sequence[ModelSpec]) -> BuiltStore:
-    """Write every distinct blob once, then each model's manifest."""
-    (root / "blobs").mkdir(parents=True)
-    (root / "manifests").mkdir()
-    incoming = root / ".incoming"
-    incoming.mkdir()
+    """Write every distinct blob once, then each model's manifest (storegen)."""
+    store = storegen.make_store(root)
     built = BuiltStore(root=root, models=[model.name for model in models])
-    written: dict[str, dict[str, object]] = {}
+    layers: dict[str, storegen.Layer] = {}
+    configs: dict[str, storegen.Layer] = {}
     for model in models:
-        descriptors = []
-        for spec in (model.config, *model.layers):
-            if spec.label not in written:
-                content = _config_content(model) if spec.media_type == CONFIG else None
-                digest, size = _write_blob(root, incoming, spec, content)
-                written[spec.label] = {"mediaType": spec.media_type, "digest": digest, "size": size}
-                built.blobs[f"blobs/sha256-{digest[len('sha256:') :]}"] = size
-            descriptors.append(written[spec.label])
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": descriptors[0],
-            "layers": descriptors[1:],
-        }
-        relpath = manifest_relpath(model.name)
-        path = root / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(manifest, separators=(",", ":")).encode()
-        path.write_bytes(data)
-        built.manifests[relpath] = len(data)
-    incoming.rmdir()
+        made = [layers.setdefault(spec.label, _layer(spec)) for spec in model.layers]
+        config = configs.setdefault(model.config_name, storegen.config_for(model.config_name))
+        written = store.add(model.name, made, config=config)
+        built.blobs.update({blob.relpath: blob.size for blob in written.blobs})
+        built.manifests[written.manifest_relpath] = len(written.manifest_bytes())
     return built
 
 
-def manifest_relpath(name: str) -> str:
-    """Ollama's manifest path for a valid name (defaults filled in)."""
-    rest, tag = name, "latest"
-    if rest.rfind(":") > rest.rfind("/"):
-        rest, _, tag = rest.rpartition(":")
-    parts = rest.split("/")
-    defaults = ["registry.ollama.ai", "library"][: 3 - len(parts)]
-    return "/".join(["manifests", *defaults, *parts, tag])
-
-
-def _config_content(model: ModelSpec) -> bytes:
-    document = {
-        "model_format": "gguf",
-        "model_family": "llama",
-        "model_families": ["llama"],
-        "model_type": model.config_label or model.name,
-        "file_type": "Q4_K_M",
-        "architecture": "amd64",
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": []},
-    }
-    return json.dumps(document, separators=(",", ":")).encode()
-
-
-def _write_blob(
-    root: Path, incoming: Path, spec: BlobSpec, content: bytes | None
-) -> tuple[str, int]:
-    """Write a blob under a temporary name, hashing as it goes; rename it to its digest."""
-    temporary = incoming / f"blob-{len(os.listdir(root / 'blobs'))}"
-    digest = hashlib.sha256()
-    size = 0
-    with open(temporary, "wb") as handle:
-        for chunk in _chunks(spec, content):
-            handle.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
-    hexdigest = digest.hexdigest()
-    os.rename(temporary, root / "blobs" / f"sha256-{hexdigest}")
-    return f"sha256:{hexdigest}", size
-
-
-def _chunks(spec: BlobSpec, content: bytes | None) -> Iterable[bytes]:
-    if content is not None:
-        return [content]
+def _layer(spec: BlobSpec) -> storegen.Layer:
     if spec.media_type in TEXT_TYPES:
         words = f"{spec.label} synthetic benchmark text. ".encode()
-        return [(words * (spec.size // len(words) + 1))[: spec.size]]
-    return _random_chunks(spec.label, spec.size)
-
-
-def _random_chunks(seed: str, size: int) -> Iterator[bytes]:
-    generator = random.Random(seed)  # noqa: S311 - benchmark data, not secrets
-    remaining = size
-    while remaining > 0:
-        step = min(CHUNK, remaining)
-        yield generator.randbytes(step)
-        remaining -= step
+        return storegen.text((words * (spec.size // len(words) + 1))[: spec.size], spec.media_type)
+    return storegen.streamed(spec.size, spec.label, spec.media_type)

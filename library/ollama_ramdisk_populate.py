@@ -4,20 +4,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ollama_ramdisk.defaults import LOCK_TIMEOUT
 from ansible.module_utils.ollama_ramdisk.module_glue import call_core
-from ansible.module_utils.ollama_ramdisk.names import parse_name
 from ansible.module_utils.ollama_ramdisk.populate import (
     PopulateOptions,
     populate,
 )
-from ansible.module_utils.ollama_ramdisk.status import store_status
-from ansible.module_utils.ollama_ramdisk.store import Store
+from ansible.module_utils.ollama_ramdisk.residency_diff import (
+    expected_residencies,
+    render_residencies,
+    residencies,
+)
 
 DOCUMENTATION = r"""
 ---
@@ -101,7 +103,8 @@ attributes:
     support: full
     description:
       - The models in O(dest) before and after, one per line with its residency
-        (C(hot) copied, C(cold) linked, C(partial) some blobs linked).
+        in the words of C(ollama-ramdisk status) (C(ram) every blob copied,
+        C(linked) served through links to O(source), C(partial) a blob missing).
 notes:
   - Run long copies with C(async) so that SSH sessions do not time out.
 seealso:
@@ -221,9 +224,6 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "lock_timeout": {"type": "float", "default": LOCK_TIMEOUT},
 }
 
-# How the diff names each residency the status reports.
-_RESIDENCY_KIND = {"ram": "hot", "linked": "cold", "partial": "partial"}
-
 
 def _options(params: Mapping[str, Any], dry_run: bool) -> PopulateOptions:
     return PopulateOptions(
@@ -241,39 +241,6 @@ def _options(params: Mapping[str, Any], dry_run: bool) -> PopulateOptions:
     )
 
 
-def residencies(dest: Path) -> dict[str, str]:
-    """Each model in ``dest`` (qualified name) and how it is held: hot, cold or partial."""
-    if not dest.is_dir():
-        return {}
-    status = store_status(Store(dest)).to_dict()
-    return {
-        parse_name(model["name"]).qualified: _RESIDENCY_KIND.get(model["residency"], "partial")
-        for model in status["models"]
-    }
-
-
-def _qualified(names: Iterable[str]) -> list[str]:
-    return [parse_name(name).qualified for name in names]
-
-
-def expected_residencies(
-    before: Mapping[str, str], params: Mapping[str, Any], result: Mapping[str, Any]
-) -> dict[str, str]:
-    """What ``dest`` will hold after the dry run's changes (check mode's diff)."""
-    after = {name: kind for name, kind in before.items() if name not in result["models_removed"]}
-    after.update(dict.fromkeys(_qualified(params["models"]), "hot"))
-    after.update(dict.fromkeys(_qualified(params["cold_models"]), "cold"))
-    after.update(dict.fromkeys(result["written_back"], "cold"))
-    return after
-
-
-def render(models: Mapping[str, str]) -> str:
-    """One line per model, hot first: a unified diff then shows each move."""
-    order = {"hot": 0, "cold": 1, "partial": 2}
-    ranked = sorted(models.items(), key=lambda item: (order.get(item[1], 3), item[0]))
-    return "".join(f"{kind}: {name}\n" for name, kind in ranked)
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     dest = Path(module.params["dest"])
@@ -288,7 +255,9 @@ def main() -> None:
         after = call_core(
             module,
             lambda _reporter: (
-                expected_residencies(before, module.params, outcome)
+                expected_residencies(
+                    before, module.params["models"], module.params["cold_models"], outcome
+                )
                 if module.check_mode
                 else residencies(dest)
             ),
@@ -298,8 +267,8 @@ def main() -> None:
         outcome["diff"] = {
             "before_header": f"{dest} (models)",
             "after_header": f"{dest} (models)",
-            "before": render(before),
-            "after": render(after),
+            "before": render_residencies(before),
+            "after": render_residencies(after),
         }
     module.exit_json(**outcome)
 

@@ -9,17 +9,33 @@
 # seconds. The Debian mirror is the one this machine's apt already uses
 # (override with DEBIAN_MIRROR).
 #
-# Usage: scripts/build-test-image.sh [--force]
+# KIND=core builds instead a plain root with the suite's own python3 and pip,
+# for the core's unit tests on that Python (scripts/core-tests.sh).
+#
+# Usage: [SUITE=bookworm] [KIND=systemd|core] scripts/build-test-image.sh [--force]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUITE=${SUITE:-bookworm}
-# The same variable names the image for Molecule (molecule/*/molecule.yml).
-IMAGE=${OLLAMA_RAMDISK_TEST_IMAGE:-ollama-ramdisk-test:$SUITE}
+KIND=${KIND:-systemd}
 CACHE=${CACHE_DIR:-$ROOT/.cache}/test-image
-# Debian's node_exporter reads the metrics textfile in the monitoring tests; it
-# is installed disabled (only those tests start it).
-INCLUDE=systemd,systemd-sysv,dbus,python3,iproute2,procps,sudo,mount,util-linux,ca-certificates,curl,libgomp1,prometheus-node-exporter
+case $KIND in
+systemd)
+    # The same variable names the image for Molecule (molecule/*/molecule.yml).
+    IMAGE=${OLLAMA_RAMDISK_TEST_IMAGE:-ollama-ramdisk-test:$SUITE}
+    # Debian's node_exporter reads the metrics textfile in the monitoring tests;
+    # it is installed disabled (only those tests start it).
+    INCLUDE=systemd,systemd-sysv,dbus,python3,iproute2,procps,sudo,mount,util-linux,ca-certificates,curl,libgomp1,prometheus-node-exporter
+    ;;
+core)
+    IMAGE=ollama-ramdisk-core:$SUITE
+    INCLUDE=python3,python3-pip,python3-yaml,procps,mount,util-linux,passwd
+    ;;
+*)
+    printf 'build-test-image: KIND is systemd or core, not %s\n' "$KIND" >&2
+    exit 2
+    ;;
+esac
 # Units that have nothing to do in a container only slow the boot down.
 MASK=(
     getty@tty1.service console-getty.service systemd-firstboot.service
@@ -30,8 +46,8 @@ MASK=(
 )
 # Bump when the root file system is made differently: the image is rebuilt.
 REVISION=1
-RECIPE=$(echo "$SUITE $INCLUDE ${MASK[*]} $REVISION" | sha256sum | cut -c1-16)
-TARBALL=$CACHE/rootfs-$SUITE-$RECIPE.tar
+RECIPE=$(echo "$SUITE $KIND $INCLUDE ${MASK[*]} $REVISION" | sha256sum | cut -c1-16)
+TARBALL=$CACHE/rootfs-$KIND-$SUITE-$RECIPE.tar
 
 log() { printf 'build-test-image: %s\n' "$*" >&2; }
 
@@ -39,7 +55,9 @@ as_root() {
     if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
 }
 
-# The first deb URI configured for $SUITE (deb822 .sources or one-line .list).
+# The first deb URI configured for $SUITE (deb822 .sources or one-line .list),
+# else the first one configured for any suite of Debian (the same mirror holds
+# bullseye and trixie).
 apt_mirror() {
     local files=()
     [[ -f /etc/apt/sources.list ]] && files+=(/etc/apt/sources.list)
@@ -72,13 +90,20 @@ apt_mirror() {
     ' "${files[@]}" | head -n 1
 }
 
+apt_any_mirror() {
+    local mirror
+    mirror=$(apt_mirror)
+    [[ -n $mirror ]] || mirror=$(SUITE=$(sed -n "s/^VERSION_CODENAME=//p" /etc/os-release) apt_mirror)
+    echo "$mirror"
+}
+
 image_is_current() {
     [[ $(as_root docker image inspect -f '{{ index .Config.Labels "ollama-ramdisk.recipe" }}' "$IMAGE" 2>/dev/null) == "$RECIPE" ]]
 }
 
 build_rootfs() {
     local mirror target
-    mirror=${DEBIAN_MIRROR:-$(apt_mirror)}
+    mirror=${DEBIAN_MIRROR:-$(apt_any_mirror)}
     if [[ -z $mirror ]]; then
         log "no apt source for $SUITE found in /etc/apt; set DEBIAN_MIRROR"
         exit 1
@@ -95,19 +120,21 @@ build_rootfs() {
     }
     # shellcheck disable=SC2016  # expanded inside the chroot
     as_root chroot "$target" /bin/sh -eu -c '
-        for unit in $0; do
-            ln -sf /dev/null "/etc/systemd/system/$unit"
-        done
-        systemctl disable prometheus-node-exporter.service
+        if [ "$1" = systemd ]; then
+            for unit in $0; do
+                ln -sf /dev/null "/etc/systemd/system/$unit"
+            done
+            systemctl disable prometheus-node-exporter.service
+        fi
         : > /etc/machine-id
         rm -f /var/lib/dbus/machine-id
         apt-get clean
         rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log \
             /usr/share/doc/* /usr/share/man/* /usr/share/info/* \
             /usr/share/locale/* /usr/share/zoneinfo/right /usr/share/zoneinfo/posix
-    ' "${MASK[*]}"
+    ' "${MASK[*]}" "$KIND"
     log "writing $TARBALL"
-    rm -f "$CACHE"/rootfs-"$SUITE"-*.tar
+    rm -f "$CACHE"/rootfs-"$KIND"-"$SUITE"-*.tar
     as_root tar --numeric-owner -C "$target" -cf "$TARBALL.tmp" .
     mv "$TARBALL.tmp" "$TARBALL"
     as_root rm -rf "$target"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from ollama_ramdisk.cli import main
 from storegen import (
     LayerSpec,
@@ -26,6 +27,11 @@ from storegen import (
     fleet_store,
     make_store,
 )
+
+# No per-example deadline: the machines the tests run on are shared and noisy,
+# and what the property tests check is what the core returns, not how fast.
+settings.register_profile("ollama-ramdisk", deadline=None)
+settings.load_profile("ollama-ramdisk")
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,12 @@
 """Synthetic Ollama stores for tests: real manifests, blobs named by their sha256.
 
 A store is built from layers (``Layer``): literal content (``text``),
-deterministic pseudo-random weights of a given size (``weights``), or a sparse
-file (``sparse``) whose digest is made up, for sizing tests that need huge
-blobs cheaply (only sizes are checked there, never hashes). Models that list
+deterministic pseudo-random weights of a given size (``weights``, held in
+memory; ``streamed``, generated chunk by chunk as it is hashed and written, for
+the benchmarks' gigabyte blobs), or a sparse file (``sparse``) whose digest is
+made up, for sizing tests that need huge blobs cheaply (only sizes are checked
+there, never hashes). This is the one generator of synthetic stores: the
+benchmarks (benchmarks/synth.py) lay theirs out and build them with it. Models that list
 the same layer share its blob, as they do in a real store.
 
     built = make_store(tmp_path / "store", {
@@ -24,39 +27,66 @@ import hashlib
 import json
 import os
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Union
 
 from ollama_ramdisk.store import Store
+from ollama_ramdisk.tmpfs_options import local_huge_setting
 
 MODEL = "application/vnd.ollama.image.model"
 LICENSE = "application/vnd.ollama.image.license"
 TEMPLATE = "application/vnd.ollama.image.template"
 PARAMS = "application/vnd.ollama.image.params"
+PROJECTOR = "application/vnd.ollama.image.projector"
 SYSTEM = "application/vnd.ollama.image.system"
 CONFIG = "application/vnd.docker.container.image.v1+json"
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
+# Streamed layers are generated and written this much at a time.
+STREAM_CHUNK = 4 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Layer:
-    """One blob: literal ``content``, or ``sparse_size`` zero bytes under a made-up digest."""
+    """One blob: literal ``content``, ``stream_size`` pseudo-random bytes seeded
+    by ``label``, or ``sparse_size`` zero bytes under a made-up digest."""
 
     media_type: str = MODEL
     content: bytes = b""
     sparse_size: int | None = None
     label: str = ""
+    stream_size: int | None = None
 
     @property
     def size(self) -> int:
+        if self.stream_size is not None:
+            return self.stream_size
         return len(self.content) if self.sparse_size is None else self.sparse_size
+
+    def chunks(self) -> Iterator[bytes]:
+        """The content, STREAM_CHUNK bytes at a time (streamed layers generate it)."""
+        if self.stream_size is None:
+            yield self.content
+            return
+        generator = random.Random(self.label)  # noqa: S311 - test data
+        remaining = self.stream_size
+        while remaining > 0:
+            step = min(STREAM_CHUNK, remaining)
+            yield generator.randbytes(step)
+            remaining -= step
 
     @cached_property
     def hex(self) -> str:
         # Cached: a large layer would otherwise be hashed again on every use.
+        if self.stream_size is not None:
+            digest = hashlib.sha256()
+            for chunk in self.chunks():
+                digest.update(chunk)
+            return digest.hexdigest()
         if self.sparse_size is None:
             return hashlib.sha256(self.content).hexdigest()
         # Hashing gigabytes of zeros would make sizing tests slow; the name only
@@ -84,6 +114,11 @@ class Layer:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
     def write(self, path: Path) -> None:
+        if self.stream_size is not None:
+            with open(path, "wb") as handle:
+                for chunk in self.chunks():
+                    handle.write(chunk)
+            return
         if self.sparse_size is None:
             path.write_bytes(self.content)
             return
@@ -100,6 +135,11 @@ def text(content: str | bytes, media_type: str = MODEL) -> Layer:
 def weights(size: int, seed: str, media_type: str = MODEL) -> Layer:
     """``size`` pseudo-random bytes, the same for the same seed."""
     return Layer(media_type=media_type, content=random.Random(seed).randbytes(size))  # noqa: S311 - test data
+
+
+def streamed(size: int, seed: str, media_type: str = MODEL) -> Layer:
+    """``size`` pseudo-random bytes, the same for the same seed, never all in memory."""
+    return Layer(media_type=media_type, stream_size=size, label=seed)
 
 
 def sparse(size: int, label: str, media_type: str = MODEL) -> Layer:
@@ -333,9 +373,6 @@ MALFORMED = {
 }  # fmt: skip
 
 
-THP_SHMEM = Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
-
-
 def tmpfs_has_huge_pages() -> bool:
     """Whether a tmpfs mounted huge=within_size gets 2 MiB pages here (the role's rule)."""
-    return THP_SHMEM.exists() and "[deny]" not in THP_SHMEM.read_text()
+    return local_huge_setting() == "within_size"

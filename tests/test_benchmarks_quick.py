@@ -106,7 +106,8 @@ def test_synthetic_store_is_reused_and_rebuilt_when_damaged(tmp_path: Path) -> N
 
 def test_many_layout_has_one_hundred_models_over_three_hundred_blobs() -> None:
     layout = synth.many_layout()
-    labels = {spec.label for model in layout for spec in (model.config, *model.layers)}
+    configs = {f"config:{model.config_name}" for model in layout}
+    labels = configs | {spec.label for model in layout for spec in model.layers}
     assert (len(layout), len(labels)) == (100, 300)
 
 

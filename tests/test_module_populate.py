@@ -128,11 +128,11 @@ def test_diff_shows_models_added_removed_and_linked(fleet: SyntheticStore, tmp_p
     assert run.status == 0, run.msg
     diff = run.result["diff"]
     assert diff["before"] == (
-        "hot: registry.ollama.ai/library/llama3.2:1b\n"
-        "hot: registry.ollama.ai/library/qwen2.5-coder:7b\n"
+        "ram: registry.ollama.ai/library/llama3.2:1b\n"
+        "ram: registry.ollama.ai/library/qwen2.5-coder:7b\n"
     )
     assert diff["after"] == (
-        f"hot: registry.ollama.ai/library/llama3.2:1b\ncold: {qualified(HF_MODEL)}\n"
+        f"ram: registry.ollama.ai/library/llama3.2:1b\nlinked: {qualified(HF_MODEL)}\n"
     )
     assert run.result["models_removed"] == ["registry.ollama.ai/library/qwen2.5-coder:7b"]
     assert run.result["models_added"] == [qualified(HF_MODEL)]
@@ -178,7 +178,7 @@ def test_check_mode_diff_of_a_store_that_does_not_exist_yet(
 
     assert run.status == 0, run.msg
     assert run.result["diff"]["before"] == ""
-    assert run.result["diff"]["after"] == "hot: registry.ollama.ai/library/llama3.2:1b\n"
+    assert run.result["diff"]["after"] == "ram: registry.ollama.ai/library/llama3.2:1b\n"
     assert not dest.exists()
 
 

@@ -254,8 +254,8 @@ def test_check_mode_previews_a_new_model_set_without_changing_anything(host: Hos
     assert mount["size"] == MIB
     assert sorted(path.name for path in host.dest.rglob("*")) == files_before
     fill = preview.task("Fill the RAM disk with the model set")
-    assert fill["diff"]["before"] == "hot: registry.ollama.ai/library/llama3.2:1b\n"
-    assert fill["diff"]["after"] == "hot: registry.ollama.ai/library/llama3.2:3b\n"
+    assert fill["diff"]["before"] == "ram: registry.ollama.ai/library/llama3.2:1b\n"
+    assert fill["diff"]["after"] == "ram: registry.ollama.ai/library/llama3.2:3b\n"
     assert fill["dry_run"] is True
     assert fill["models_removed"] == ["registry.ollama.ai/library/llama3.2:1b"]
 

@@ -72,7 +72,7 @@ def copy_blob(
     ``source`` is the same relpath under that tree, opened without following
     any link (a store any API client can write into, such as the RAM disk).
     """
-    parent, name = tree.split(relpath)
+    parent, name = tree.open_parent(relpath)
     staging = tree.staging_fd()
     assert parent is not None
     temp = temp_name(name)
@@ -201,15 +201,16 @@ def _sha256() -> hashlib._Hash:
 
 def copy_buffered(
     src: int,
-    dst: int,
+    dst: int | None,
     size: int,
     progress: Progress = _no_progress,
     *,
     chunk: int = HASH_CHUNK,
     hashing: bool = True,
 ) -> tuple[int, str | None]:
-    """Copy through a buffer of ``chunk`` bytes, hashing on the way when asked
-    (each byte read once); (bytes, hex digest or None).
+    """Read ``src`` through a buffer of ``chunk`` bytes, writing each chunk to
+    ``dst`` (unless None) and hashing it when asked (each byte read once);
+    (bytes, hex digest or None).
 
     At most ``size + 1`` bytes are read: one more than expected tells a file
     that grew, and no source can make the copy run on."""
@@ -224,7 +225,8 @@ def copy_buffered(
         data = view[:count]
         if digest is not None:
             digest.update(data)
-        write_all(dst, data)
+        if dst is not None:
+            write_all(dst, data)
         copied += count
         progress(count)
         check_stop(f"fd {src}")
@@ -234,19 +236,9 @@ def copy_buffered(
 def hash_fd(fd: int, limit: int, progress: Progress = _no_progress) -> tuple[int, str]:
     """(bytes, sha256 hex) of an open regular file, reading at most ``limit + 1``
     bytes: one more than the manifest says is enough to know it is wrong."""
-    digest = _sha256()
-    buffer = bytearray(HASH_CHUNK)
-    view = memoryview(buffer)
-    total = 0
-    while total <= limit:
-        count = os.readv(fd, [view[: min(HASH_CHUNK, limit + 1 - total)]])
-        if count == 0:
-            break
-        digest.update(view[:count])
-        total += count
-        progress(count)
-        check_stop(f"fd {fd}")
-    return total, digest.hexdigest()
+    total, digest = copy_buffered(fd, None, limit, progress)
+    assert digest is not None
+    return total, digest
 
 
 def hash_file(path: Path, limit: int, progress: Progress = _no_progress) -> tuple[int, str]:

@@ -189,13 +189,15 @@ class DestTree:
 
     # -- entries
 
-    def split(self, relpath: str, create: bool = False) -> tuple[int | None, str]:
+    def open_parent(self, relpath: str, create: bool = False) -> tuple[int | None, str]:
+        """(descriptor of relpath's directory, its last name); the directories on
+        the way are opened (created with ``create``), None when one is missing."""
         parent_rel, _, name = relpath.rpartition("/")
         return self.dir_fd(parent_rel, create), name
 
     def lstat(self, relpath: str) -> os.stat_result | None:
         """The entry itself (a symlink is not followed); None when absent."""
-        parent, name = self.split(relpath)
+        parent, name = self.open_parent(relpath)
         if parent is None:
             return None
         try:
@@ -204,7 +206,7 @@ class DestTree:
             return None
 
     def readlink(self, relpath: str) -> str | None:
-        parent, name = self.split(relpath)
+        parent, name = self.open_parent(relpath)
         if parent is None:
             return None
         try:
@@ -214,7 +216,7 @@ class DestTree:
 
     def read_regular(self, relpath: str, limit: int) -> bytes | None:
         """A small regular file's bytes; None when absent, a symlink or not regular."""
-        parent, name = self.split(relpath)
+        parent, name = self.open_parent(relpath)
         if parent is None:
             return None
         try:
@@ -232,7 +234,7 @@ class DestTree:
         """A regular file below the root, no link followed on the way: (fd, fstat).
 
         OSError (ELOOP for a link, NotRegular, ENOENT) when it is anything else."""
-        parent, name = self.split(relpath)
+        parent, name = self.open_parent(relpath)
         if parent is None:
             raise FileNotFoundError(errno.ENOENT, "no such file", str(self.root / relpath))
         path = str(self.root / relpath)
@@ -255,7 +257,7 @@ class DestTree:
 
     def unlink(self, relpath: str) -> None:
         """Remove a file or symlink (only the link: unlink never follows)."""
-        parent, name = self.split(relpath)
+        parent, name = self.open_parent(relpath)
         if parent is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=parent)
@@ -264,7 +266,7 @@ class DestTree:
         """Remove ``relpath`` and its parents while empty, up to (excluding) ``stop_at``."""
         removed: list[str] = []
         while relpath and relpath != stop_at and (not stop_at or relpath.startswith(stop_at + "/")):
-            parent, name = self.split(relpath)
+            parent, name = self.open_parent(relpath)
             if parent is None:
                 break
             try:
@@ -309,7 +311,7 @@ class DestTree:
 
     def install_bytes(self, relpath: str, data: bytes, fsync: bool = True) -> None:
         """Write ``data`` to a temporary file, then rename it to ``relpath``."""
-        parent, name = self.split(relpath, create=True)
+        parent, name = self.open_parent(relpath, create=True)
         assert parent is not None
         staging = self.staging_fd()
         temp = temp_name(name)
@@ -329,7 +331,7 @@ class DestTree:
 
     def install_symlink(self, relpath: str, target: str) -> None:
         """Create a symlink under a temporary name, then rename it to ``relpath``."""
-        parent, name = self.split(relpath, create=True)
+        parent, name = self.open_parent(relpath, create=True)
         assert parent is not None
         staging = self.staging_fd()
         temp = temp_name(name)
