@@ -18,6 +18,12 @@ from ansible.errors import AnsibleFilterError  # noqa: E402
 from ollama_ramdisk.errors import InvalidInput  # noqa: E402
 from ollama_ramdisk.names import parse_name  # noqa: E402
 from ollama_ramdisk.sizes import parse_size  # noqa: E402
+from ollama_ramdisk.tmpfs_options import (  # noqa: E402
+    Wanted,
+    fstab_options,
+    huge_setting,
+    mount_change,
+)
 
 
 def size_problem(value: Any, option: str = "size") -> str:
@@ -55,8 +61,18 @@ def model_key(value: Any) -> str:
     return f"{host}/{namespace}/{model}:{tag}"
 
 
+def tmpfs_options(wanted: dict[str, Any]) -> list[str]:
+    """The RAM disk's fstab (and first mount) options."""
+    return fstab_options(Wanted.from_mapping(wanted))
+
+
+def tmpfs_change(wanted: dict[str, Any], live_options: str, live_size: Any) -> dict[str, Any]:
+    """What a mounted RAM disk needs: grow, remount (and its options), pending."""
+    return mount_change(Wanted.from_mapping(wanted), str(live_options), int(live_size)).to_dict()
+
+
 class FilterModule:
-    """ollama_ramdisk_size_problem, _size_bytes, _model_name_problem, _model_key."""
+    """The filters of the project: SIZE values, model names, tmpfs options."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -64,4 +80,7 @@ class FilterModule:
             "ollama_ramdisk_size_bytes": size_bytes,
             "ollama_ramdisk_model_name_problem": model_name_problem,
             "ollama_ramdisk_model_key": model_key,
+            "ollama_ramdisk_huge_setting": huge_setting,
+            "ollama_ramdisk_tmpfs_options": tmpfs_options,
+            "ollama_ramdisk_tmpfs_change": tmpfs_change,
         }

@@ -28,6 +28,7 @@ from conftest import (
     plan_size,
     service_env,
 )
+from ollama_ramdisk.tmpfs_options import THP_SHMEM, huge_setting
 
 DEFAULT_SYSCTL = {"vm.max_map_count": 262144}
 DEFAULT_ENVIRONMENT = {"OLLAMA_KEEP_ALIVE": "30m"}
@@ -79,10 +80,10 @@ def test_ram_disk_has_huge_pages_where_the_kernel_has_them(
 ) -> None:
     if hostvars.get("ollama_ramdisk_huge", "auto") != "auto":
         pytest.skip("the inventory sets ollama_ramdisk_huge")
-    thp = host.file("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
-    wanted = thp.exists and "[deny]" not in thp.content_string
+    thp = host.file(str(THP_SHMEM))
+    wanted = huge_setting("auto", thp.content_string if thp.exists else "")
     options = set(live_mount(host, ram_path)["options"].split(","))
-    assert ("huge=within_size" in options) == wanted, options
+    assert ("huge=within_size" in options) == (wanted == "within_size"), options
 
 
 def test_sysctl_values_are_written_and_live(host: Any, hostvars: dict[str, Any]) -> None:
