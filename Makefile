@@ -26,7 +26,7 @@ BENCH_ARGS ?=
 LOADS_ARGS ?=
 FLEET_ARGS ?=
 
-.PHONY: help ensure-host venv ollama lint unit image molecule test demo demo-clean bench clean distclean
+.PHONY: help ensure-host venv ollama lint unit compat image molecule test demo demo-clean bench clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ ollama: ensure-host ## Build the pinned Ollama from source and make the test mod
 unit: venv ollama ## pytest: the core and the modules (the real Ollama too)
 	$(BIN)/pytest
 
+compat: ensure-host ## The core's unit tests on Debian 11's Python 3.9 and Debian 13's Python 3.13
+	scripts/core-tests.sh bullseye
+	scripts/core-tests.sh trixie
+
 image: ## Build the local test image (skipped when present)
 	scripts/ensure-host.sh docker
 	scripts/build-test-image.sh
@@ -58,7 +62,7 @@ image: ## Build the local test image (skipped when present)
 molecule: ensure-host ollama image ## Molecule: every scenario on systemd instances
 	$(BIN)/molecule test --all --exclude demo --exclude fleet
 
-test: ensure-host lint unit molecule ## Everything CI runs: lint, unit tests, Molecule
+test: ensure-host lint unit compat molecule ## Everything CI runs: lint, unit tests, other Pythons, Molecule
 
 demo: ensure-host ollama image ## A demo server with a sample store, provisioned by playbooks/site.yml
 	$(BIN)/molecule converge --scenario-name demo

@@ -29,7 +29,7 @@ systemd)
     ;;
 core)
     IMAGE=ollama-ramdisk-core:$SUITE
-    INCLUDE=python3,python3-pip,python3-yaml,procps,mount,util-linux,passwd
+    INCLUDE=python3,python3-pip,python3-yaml,procps,mount,util-linux,passwd,strace
     ;;
 *)
     printf 'build-test-image: KIND is systemd or core, not %s\n' "$KIND" >&2
