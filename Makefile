@@ -26,7 +26,7 @@ BENCH_ARGS ?=
 LOADS_ARGS ?=
 FLEET_ARGS ?=
 
-.PHONY: help ensure-host venv ollama lint unit compat image molecule test demo demo-clean bench clean distclean
+.PHONY: help ensure-host venv ollama lint unit compat image molecule molecule-trixie test demo demo-clean bench clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,11 @@ image: ## Build the local test image (skipped when present)
 
 molecule: ensure-host ollama image ## Molecule: every scenario on systemd instances
 	$(BIN)/molecule test --all --exclude demo --exclude fleet
+
+molecule-trixie: ensure-host ollama ## Molecule's default scenario on Debian 13 instances (not in `make test`: time)
+	scripts/ensure-host.sh docker
+	SUITE=trixie scripts/build-test-image.sh
+	OLLAMA_RAMDISK_TEST_IMAGE=ollama-ramdisk-test:trixie $(BIN)/molecule test --scenario-name default
 
 test: ensure-host lint unit compat molecule ## Everything CI runs: lint, unit tests, other Pythons, Molecule
 

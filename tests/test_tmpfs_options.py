@@ -108,3 +108,13 @@ def test_noswap_and_a_mpol_back_to_default_wait_for_the_next_mount() -> None:
     assert not turned_on.options_differ
     assert mpol_left.pending == ["noswap off", "mpol default (now bind:0)"]
     assert not any(option.startswith(("mpol", "noswap")) for option in mpol_left.remount_options)
+
+
+@pytest.mark.parametrize(
+    ("given", "noswap"), [(True, True), ("True", True), ("False", False), (False, False)]
+)
+def test_noswap_read_from_a_template_is_a_real_boolean(given: object, noswap: bool) -> None:
+    wanted = Wanted.from_mapping({"size": "1g", "size_bytes": GIB, "uid": "0", "gid": 0,
+                                  "noswap": given})  # fmt: skip
+
+    assert wanted.noswap is noswap

@@ -59,8 +59,15 @@ class Wanted:
             gid=int(values["gid"]),
             huge=str(values.get("huge") or ""),
             mpol=str(values.get("mpol") or ""),
-            noswap=bool(values.get("noswap", False)),
+            noswap=_flag(values.get("noswap", False)),
         )
+
+
+def _flag(value: object) -> bool:
+    """A boolean as Ansible may pass one through a template: a bool or its text."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1")
+    return bool(value)
 
 
 def fstab_options(wanted: Wanted) -> list[str]:
