@@ -291,7 +291,7 @@ def test_running_out_of_space_while_copying_leaves_nothing_partial(
 
 
 def _size(path: Path) -> int:
-    """Bytes written so far: allocated, since a temporary file gets its final size first."""
+    """Bytes written so far, as allocated (what a copy has really written)."""
     try:
         return path.stat().st_blocks * 512
     except FileNotFoundError:
