@@ -62,10 +62,10 @@ image: ## Build the local test image (skipped when present)
 molecule: ensure-host ollama image ## Molecule: every scenario on systemd instances
 	$(BIN)/molecule test --all --exclude demo --exclude fleet
 
-molecule-trixie: ensure-host ollama ## Molecule's default scenario on Debian 13 instances (not in `make test`: time)
+molecule-trixie: ensure-host ollama ## Molecule: every scenario on Debian 13 instances (not in `make test`: time)
 	scripts/ensure-host.sh docker
 	SUITE=trixie scripts/build-test-image.sh
-	OLLAMA_RAMDISK_TEST_IMAGE=ollama-ramdisk-test:trixie $(BIN)/molecule test --scenario-name default
+	OLLAMA_RAMDISK_TEST_IMAGE=ollama-ramdisk-test:trixie $(BIN)/molecule test --all --exclude demo --exclude fleet
 
 test: ensure-host lint unit compat molecule ## Everything CI runs: lint, unit tests, other Pythons, Molecule
 
