@@ -50,11 +50,11 @@ tar -C "$ROOT" --exclude=__pycache__ --exclude=.hypothesis \
     docker run --rm -i --network none --cap-add SYS_ADMIN \
         --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
         -v "$wheels:/wheels:ro" \
-        -e PYTHONPATH=/work/module_utils:/work/tests -e PYTHONDONTWRITEBYTECODE=1 \
+        -e PYTHONPATH=/project/module_utils:/project/tests -e PYTHONDONTWRITEBYTECODE=1 \
         -e PIP_BREAK_SYSTEM_PACKAGES=1 -e PIP_DISABLE_PIP_VERSION_CHECK=1 \
         "$IMAGE" /bin/sh -euc '
             python3 -m pip install --quiet --no-index --find-links /wheels pytest hypothesis
-            mkdir /work && cd /work && tar -xf -
+            mkdir /project && cd /project && tar -xf -
             exec python3 -m pytest -p no:cacheprovider -q \
                 --deselect tests/test_cli.py::test_the_console_script_exits_2_on_a_bad_name "$@"
         ' sh "${tests[@]}" "$@"
