@@ -318,7 +318,8 @@ def read_all(paths: Sequence[Path]) -> int:
 
 
 # As the role mounts the RAM disk (ollama_ramdisk_huge: auto).
-ROLE_HUGE = f",huge={local_huge_setting()}" if local_huge_setting() else ""
+_HUGE_SETTING = local_huge_setting()
+ROLE_HUGE = f",huge={_HUGE_SETTING}" if _HUGE_SETTING else ""
 
 
 @contextlib.contextmanager

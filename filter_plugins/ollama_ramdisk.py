@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 # The core is a plain package beside this directory: controller-side plugins
 # cannot import it through ansible.module_utils as modules do.
@@ -25,39 +25,44 @@ from ollama_ramdisk.tmpfs_options import (  # noqa: E402
     mount_change,
 )
 
+T = TypeVar("T")
 
-def size_problem(value: Any, option: str = "size") -> str:
-    """An empty string when ``value`` is a SIZE the core takes, else the core's reason."""
+
+def _problem(check: Callable[..., Any], *args: Any) -> str:
+    """An empty string when the core's ``check`` takes the value, else its reason."""
     try:
-        parse_size(value, option)
+        check(*args)
     except InvalidInput as error:
         return str(error)
     return ""
+
+
+def _read(parse: Callable[..., T], *args: Any) -> T:
+    """What the core's ``parse`` reads; its refusal becomes the filter's error."""
+    try:
+        return parse(*args)
+    except InvalidInput as error:
+        raise AnsibleFilterError(str(error)) from None
+
+
+def size_problem(value: Any, option: str = "size") -> str:
+    """Why ``value`` is not a SIZE the core takes ("" when it is)."""
+    return _problem(parse_size, value, option)
 
 
 def size_bytes(value: Any, option: str = "size") -> int:
     """The bytes of a SIZE, as the core reads it."""
-    try:
-        return parse_size(value, option)
-    except InvalidInput as error:
-        raise AnsibleFilterError(str(error)) from None
+    return _read(parse_size, value, option)
 
 
 def model_name_problem(value: Any) -> str:
-    """An empty string when ``value`` is a model name Ollama takes, else why not."""
-    try:
-        parse_name(value)
-    except InvalidInput as error:
-        return str(error)
-    return ""
+    """Why ``value`` is not a model name Ollama takes ("" when it is)."""
+    return _problem(parse_name, value)
 
 
 def model_key(value: Any) -> str:
     """host/namespace/model:tag in lower case: how Ollama tells two names apart."""
-    try:
-        host, namespace, model, tag = parse_name(value).folded()
-    except InvalidInput as error:
-        raise AnsibleFilterError(str(error)) from None
+    host, namespace, model, tag = _read(parse_name, value).folded()
     return f"{host}/{namespace}/{model}:{tag}"
 
 

@@ -13,13 +13,8 @@ from ansible.module_utils.ollama_ramdisk.defaults import LOCK_TIMEOUT
 from ansible.module_utils.ollama_ramdisk.module_glue import call_core
 from ansible.module_utils.ollama_ramdisk.populate import (
     PopulateOptions,
-    populate,
 )
-from ansible.module_utils.ollama_ramdisk.residency_diff import (
-    expected_residencies,
-    render_residencies,
-    residencies,
-)
+from ansible.module_utils.ollama_ramdisk.residency_diff import populate_with_diff
 
 DOCUMENTATION = r"""
 ---
@@ -243,33 +238,13 @@ def _options(params: Mapping[str, Any], dry_run: bool) -> PopulateOptions:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    dest = Path(module.params["dest"])
-    before = call_core(module, lambda _reporter: residencies(dest) if module._diff else {}, dest)
     outcome = call_core(
         module,
-        lambda reporter: populate(_options(module.params, module.check_mode), reporter).to_dict(),
-        dest,
+        lambda reporter: populate_with_diff(
+            _options(module.params, module.check_mode), reporter, diff=module._diff
+        ),
+        module.params["dest"],
     )
-    after: dict[str, str] = {}
-    if module._diff:
-        after = call_core(
-            module,
-            lambda _reporter: (
-                expected_residencies(
-                    before, module.params["models"], module.params["cold_models"], outcome
-                )
-                if module.check_mode
-                else residencies(dest)
-            ),
-            dest,
-        )
-    if module._diff:
-        outcome["diff"] = {
-            "before_header": f"{dest} (models)",
-            "after_header": f"{dest} (models)",
-            "before": render_residencies(before),
-            "after": render_residencies(after),
-        }
     module.exit_json(**outcome)
 
 

@@ -885,10 +885,13 @@ def test_the_default_job_count_follows_the_cpus_the_run_may_use(
     assert int(done.stdout) == wanted
 
 
-@pytest.mark.skipif(
-    not tmpfs_has_huge_pages(),
-    reason="this kernel's tmpfs has no transparent huge pages",
+# Where a tmpfs mounted huge=within_size gets 2 MiB pages (the role's rule).
+needs_huge_pages = pytest.mark.skipif(
+    not tmpfs_has_huge_pages(), reason="this kernel's tmpfs has no transparent huge pages"
 )
+
+
+@needs_huge_pages
 @pytest.mark.parametrize("verify", [False, True])
 def test_on_a_huge_within_size_tmpfs_the_weights_are_in_2_mib_pages(
     store_factory: StoreFactory, tmpfs: MountTmpfs, verify: bool
@@ -916,10 +919,7 @@ def test_on_a_huge_within_size_tmpfs_the_weights_are_in_2_mib_pages(
     assert int(done.stdout) * 1024 == 16 * MIB
 
 
-@pytest.mark.skipif(
-    not tmpfs_has_huge_pages(),
-    reason="this kernel's tmpfs has no transparent huge pages",
-)
+@needs_huge_pages
 @pytest.mark.parametrize("verify", [False, True])
 def test_on_a_huge_tmpfs_blobs_of_odd_sizes_are_copied_exactly(
     store_factory: StoreFactory, tmpfs: MountTmpfs, verify: bool

@@ -1,7 +1,8 @@
-"""A store's models and how each is held, as a before/after text for a diff
-(the populate module's diff mode), in the words ``status`` uses: ``ram``
-(every blob a file in the store), ``linked`` (served through links to the disk
-store), ``partial``."""
+"""A populate with its diff: the store's models and how each is held, before
+and after, as text (the populate module's diff mode), in the words ``status``
+uses: ``ram`` (every blob a file in the store), ``linked`` (served through
+links to the disk store), ``partial``. In a dry run, "after" is what the
+changes would leave."""
 
 from __future__ import annotations
 
@@ -10,8 +11,30 @@ from pathlib import Path
 from typing import Any
 
 from .names import parse_name
+from .populate import PopulateOptions, populate
+from .progress import Reporter
 from .status import RESIDENCIES, store_status
 from .store import Store
+
+
+def populate_with_diff(options: PopulateOptions, reporter: Reporter, diff: bool) -> dict[str, Any]:
+    """populate's result; with ``diff``, also its ``diff`` (before, after, headers)."""
+    dest = Path(options.dest)
+    before = residencies(dest) if diff else {}
+    outcome = populate(options, reporter).to_dict()
+    if diff:
+        if options.dry_run:
+            after = expected_residencies(before, options.models, options.cold, outcome)
+        else:
+            after = residencies(dest)
+        header = f"{dest} (models)"
+        outcome["diff"] = {
+            "before_header": header,
+            "after_header": header,
+            "before": render_residencies(before),
+            "after": render_residencies(after),
+        }
+    return outcome
 
 
 def residencies(dest: Path) -> dict[str, str]:

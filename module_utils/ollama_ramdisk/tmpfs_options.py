@@ -8,7 +8,6 @@ uid and gid 0, huge never, mpol default.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,9 +79,9 @@ def fstab_options(wanted: Wanted) -> list[str]:
     return options
 
 
-def _live(options: str, name: str, default: str) -> str:
-    found = re.findall(rf"(?:^|,){name}=([^,]+)", options)
-    return found[0] if found else default
+def _parse(options: str) -> dict[str, str]:
+    """Mount-table options as name -> value ("" for a flag such as noswap)."""
+    return dict(option.partition("=")[::2] for option in options.split(",") if option)
 
 
 @dataclass(frozen=True)
@@ -110,25 +109,26 @@ def mount_change(wanted: Wanted, live_options: str, live_size: int) -> MountChan
     wanted one. A remount never shrinks it (tmpfs would refuse below its use)
     and cannot change noswap; a mpol left to the default stays until the next
     mount too."""
-    live_mpol = _live(live_options, "mpol", "default")
+    live = _parse(live_options)
+    live_mpol = live.get("mpol", "default")
     # Without a node list the kernel shows the nodes it chose (interleave -> interleave:0-1).
     shown_mpol = live_mpol if ":" in wanted.mpol else live_mpol.split(":")[0]
     mpol_set = wanted.mpol not in ("", "default")
     differ = (
-        _live(live_options, "mode", "1777") != MODE.lstrip("0")
-        or _live(live_options, "uid", "0") != str(wanted.uid)
-        or _live(live_options, "gid", "0") != str(wanted.gid)
-        or _live(live_options, "huge", "never") != (wanted.huge or "never")
+        live.get("mode", "1777") != MODE.lstrip("0")
+        or live.get("uid", "0") != str(wanted.uid)
+        or live.get("gid", "0") != str(wanted.gid)
+        or live.get("huge", "never") != (wanted.huge or "never")
         or (mpol_set and wanted.mpol != shown_mpol)
     )
     remount = ["remount", f"size={max(live_size, wanted.size_bytes)}", f"mode={MODE}",
                f"uid={wanted.uid}", f"gid={wanted.gid}"]  # fmt: skip
-    if wanted.huge or "huge=" in live_options:
+    if wanted.huge or "huge" in live:
         remount.append(f"huge={wanted.huge or 'never'}")
     if mpol_set:
         remount.append(f"mpol={wanted.mpol}")
     pending = []
-    if wanted.noswap != ("noswap" in live_options.split(",")):
+    if wanted.noswap != ("noswap" in live):
         pending.append(f"noswap {'on' if wanted.noswap else 'off'}")
     if not mpol_set and live_mpol != "default":
         pending.append(f"mpol default (now {live_mpol})")
