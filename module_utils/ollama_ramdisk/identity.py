@@ -157,7 +157,6 @@ def _preload() -> None:
     interpreter's library may lie where the owner cannot read (a virtual
     environment in root's home)."""
     import hashlib  # noqa: F401, PLC0415
-    from concurrent.futures import ThreadPoolExecutor  # noqa: F401, PLC0415
 
 
 def _become(identity: Identity) -> None:

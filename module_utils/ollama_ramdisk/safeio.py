@@ -124,22 +124,59 @@ def check_jobs(jobs: object) -> int:
 def parallel(work: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
     """``work`` over ``items``, ``jobs`` at a time, results in order.
 
-    On any exception in the caller's thread (KeyboardInterrupt from SIGINT,
-    or SIGTERM mapped to it) the workers are told to stop at their next chunk
-    and are waited for, so no thread goes on reading after the run has ended.
+    Workers take the next item until none is left or one of them failed; the
+    failure of the earliest item is raised once all have returned. On any
+    exception in the caller's thread (KeyboardInterrupt from SIGINT, or
+    SIGTERM mapped to it) the workers are told to stop at their next chunk and
+    are waited for, so no thread goes on reading after the run has ended.
+    Plain threads: concurrent.futures imports logging, a few milliseconds of
+    start-up in every run that copies (benchmarks/RESULTS.md, comparison 7).
     """
     _stop.clear()
     if not items:
         return []
-    # Imported only when there is work: a run with nothing to do starts lighter.
-    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+    results: list[R | None] = [None] * len(items)
+    failures: list[tuple[int, BaseException]] = []
+    pending = iter(range(len(items)))
+    count = max(1, min(jobs, len(items)))
+    running = count
+    changed = threading.Condition()
 
-    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(items))))
+    def worker() -> None:
+        nonlocal running
+        try:
+            while True:
+                with changed:
+                    index = None if failures else next(pending, None)
+                if index is None:
+                    return
+                try:
+                    results[index] = work(items[index])
+                except BaseException as error:  # raised in the caller's thread, below
+                    with changed:
+                        failures.append((index, error))
+        finally:
+            with changed:
+                running -= 1
+                changed.notify_all()
+
+    def wait_for_all() -> None:
+        # Not Thread.join: one interrupted by a signal marks the thread as ended
+        # though it still runs (CPython's bpo-45274 fix), and the next join
+        # returns at once.
+        with changed:
+            while running:
+                changed.wait()
+
+    for _ in range(count):
+        threading.Thread(target=worker, daemon=True).start()
     try:
-        futures = [pool.submit(work, item) for item in items]
-        return [future.result() for future in futures]
+        wait_for_all()
     except BaseException:
         _stop.set()
+        wait_for_all()
+        _stop.clear()  # the workers have stopped; later work in this process may go on
         raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    if failures:
+        raise min(failures, key=lambda failure: failure[0])[1]
+    return results  # type: ignore[return-value] - every slot was filled
