@@ -59,6 +59,7 @@ from ollama_ramdisk.safeio import default_jobs
 from ollama_ramdisk.sizes import human, parse_size
 from ollama_ramdisk.tmpfs_options import local_huge_setting
 
+ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024**2
 GIB = 1024**3
 DEFAULT_WORKDIR = Path("/var/tmp/ollama-ramdisk-bench")
@@ -67,7 +68,7 @@ DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 READ_BUFFER = 4 * MIB
 # The parallel rows' --jobs: the command's own default (one per CPU, at most 4).
 DEFAULT_JOBS = default_jobs()
-WARM_IMPORTS = ("concurrent.futures", "hashlib", "ollama_ramdisk.populate", "ollama_ramdisk.verify")
+WARM_IMPORTS = ("hashlib", "ollama_ramdisk.populate", "ollama_ramdisk.verify")
 # On a virtual machine, memory freed by the last unmount is handed back to the
 # hypervisor after about two seconds (free page reporting), and writing into it
 # again is several times slower than into memory still held: without a pause a
@@ -209,7 +210,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
     parser.add_argument(
         "--cli",
-        help="how to run ollama-ramdisk (default: the console script next to this Python)",
+        help="how to run ollama-ramdisk (default: as the role installs it, over this tree)",
     )
     parser.add_argument(
         "--cold-cache",
@@ -241,7 +242,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         size=size,
         repeat=1 if args.quick else args.repeat,
         jobs=args.jobs,
-        cli=shlex.split(args.cli) if args.cli else default_cli(),
+        cli=shlex.split(args.cli) if args.cli else default_cli(workdir),
         cold_cache=args.cold_cache,
         settle=args.settle if args.settle is not None else (0.0 if args.quick else DEFAULT_SETTLE),
         quick=args.quick,
@@ -251,12 +252,28 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
 
 
-def default_cli() -> list[str]:
-    """The installed console script beside this interpreter, else the module."""
-    script = Path(sys.executable).parent / "ollama-ramdisk"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "ollama_ramdisk.cli"]
+# What the role installs as the command (roles/ollama_ramdisk/templates/
+# ollama-ramdisk.j2): the host's Python in isolated mode, the core on its path.
+LAUNCHER = """import sys
+
+sys.path.insert(0, {core!r})
+
+from ollama_ramdisk.cli import main  # noqa: E402
+
+sys.exit(main())
+"""
+HOST_PYTHON = Path("/usr/bin/python3")  # the role's ollama_ramdisk_python
+
+
+def default_cli(workdir: Path) -> list[str]:
+    """The command as ExecStartPre runs it on a host: the role's launcher, run by
+    the host's Python with -I (no environment, no user site), over this tree's core.
+    A console script in a virtual environment starts slower (site, .pth files)."""
+    launcher = workdir / "ollama-ramdisk"
+    workdir.mkdir(parents=True, exist_ok=True)
+    launcher.write_text(LAUNCHER.format(core=str(ROOT / "module_utils")))
+    python = HOST_PYTHON if HOST_PYTHON.exists() else Path(sys.executable)
+    return [str(python), "-I", str(launcher)]
 
 
 # ---------------------------------------------------------------- primitives
@@ -838,6 +855,11 @@ class Bench:
             capture_output=True,
             check=False,
         )
+        # The launcher's Python runs isolated (-I: no PYTHONPYCACHEPREFIX): its
+        # bytecode lies beside the core, as on a host after its first run.
+        python = HOST_PYTHON if HOST_PYTHON.exists() else Path(sys.executable)
+        subprocess.run([str(python), "-I", "-m", "compileall", "-q", str(ROOT / "module_utils")],
+                       capture_output=True, check=False)  # fmt: skip
         results = []
         for number, step in steps.items():
             if number in self.settings.only:
