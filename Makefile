@@ -20,11 +20,13 @@ export PY_COLORS ?= $(if $(CI),0,1)
 PLAYBOOKS := $(sort $(wildcard playbooks/*.yml))
 DEMO_INSTANCE := ollama-demo
 # Options of benchmarks/run.py, e.g. BENCH_ARGS="--quick" or "--repeat 9 --only 1,4",
-# of benchmarks/loads.py (the real Ollama), e.g. LOADS_ARGS="--repeat 3", and of
-# benchmarks/fleet.py (idempotent site.yml runs), e.g. FLEET_ARGS="--repeat 3".
+# of benchmarks/loads.py (the real Ollama), e.g. LOADS_ARGS="--repeat 3", of
+# benchmarks/fleet.py (idempotent site.yml runs), e.g. FLEET_ARGS="--repeat 3", and
+# of benchmarks/pages.py (fills by page size), e.g. PAGES_ARGS="--no-profile".
 BENCH_ARGS ?=
 LOADS_ARGS ?=
 FLEET_ARGS ?=
+PAGES_ARGS ?=
 
 .PHONY: help ensure-host venv ollama lint unit compat image molecule molecule-trixie test demo demo-clean bench clean distclean
 
@@ -84,10 +86,12 @@ demo: ensure-host ollama image ## A demo server with a sample store, provisioned
 demo-clean: venv ## Remove the demo server
 	$(BIN)/molecule destroy --scenario-name demo
 
-bench: venv ollama image ## Performance figures, as root (benchmarks/RESULTS.md); BENCH_ARGS="--quick" for a smoke run
+bench: venv ollama image ## Performance figures, as root, into benchmarks/RESULTS.md and the README; BENCH_ARGS="--quick" for a smoke run
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 	$(PY) benchmarks/loads.py $(LOADS_ARGS)
 	$(PY) benchmarks/fleet.py $(FLEET_ARGS)
+	$(PY) benchmarks/pages.py $(PAGES_ARGS)
+	$(PY) benchmarks/report.py
 
 clean: ## Remove test instances and caches (keeps .venv and the test image)
 	if [[ -x $(BIN)/molecule ]] && docker info >/dev/null 2>&1; then $(BIN)/molecule destroy --all; fi

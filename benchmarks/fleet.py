@@ -160,6 +160,7 @@ def main(argv: list[str]) -> int:
     lines += ["", f"All {len(medians)} tasks together: {total:.1f} s of the {one:.1f} s.", ""]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines))
+    args.output.with_suffix(".summary.md").write_text("\n".join(lines[4:8]) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -16,7 +16,8 @@ ollama) then serves each store in turn, on a loopback port:
   warm one; with Ollama's default on this host (no GPU: weights read into
   the engine's memory) and with `use_mmap: true`;
 - the RAM disk as the role mounts it (huge=within_size: 2 MiB pages where the
-  kernel's tmpfs has them) and with 4 KiB pages (huge=never);
+  kernel's tmpfs has them), the same mount filled by `cp -a` instead (no 2 MiB
+  pages), and with 4 KiB pages (huge=never);
 - the disk store, cold, read at several bandwidths: the server and its engine
   run in a cgroup whose reads from the disk store's device are throttled
   (cgroup v2 io.max, or v1 blkio.throttle), so the table shows where the RAM
@@ -51,6 +52,9 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "out" / "loads.md"
 MODELS = ("bench-a:1b", "bench-b:1b")
 # Disk read bandwidths the cold loads are also measured at (bytes/s).
 READ_LIMITS = (3e9, 1e9, 0.5e9)
+# The role's mount filled by cp -a: its writes get folios of their size (6.14
+# and later), never a 2 MiB page that an engine could map with one entry.
+FOLIOS = "RAM disk, huge=within_size, filled by cp -a (no 2 MiB pages)"
 
 
 def last_line(*argv: str) -> str:
@@ -195,18 +199,25 @@ class Condition:
 
 
 @contextlib.contextmanager
-def ramdisk(workdir: Path, disk_store: Path, cli: list[str], huge: str) -> Iterator[Path]:
-    mount = workdir / f"ramdisk-{huge}"
+def ramdisk(
+    workdir: Path, disk_store: Path, cli: list[str], huge: str, by_cp: bool = False
+) -> Iterator[Path]:
+    """A fresh tmpfs holding the disk store's models, filled by populate or by
+    ``cp -a`` (whose writes never cover a whole 2 MiB page)."""
+    mount = workdir / f"ramdisk-{huge}{'-cp' if by_cp else ''}"
     mount.mkdir(parents=True, exist_ok=True)
     size = sum(f.stat().st_size for f in (disk_store / "blobs").iterdir()) * 12 // 10 + (64 << 20)
     options = f"size={size},mode=0755,huge={huge}"
     subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], check=True)
     try:
-        subprocess.run(
-            [*cli, "populate", "-q", "--source", str(disk_store), "--dest", str(mount / "models"),
-             *MODELS],
-            check=True,
-        )  # fmt: skip
+        if by_cp:
+            subprocess.run(["cp", "-a", f"{disk_store}/.", str(mount / "models")], check=True)
+        else:
+            subprocess.run(
+                [*cli, "populate", "-q", "--source", str(disk_store), "--dest",
+                 str(mount / "models"), *MODELS],
+                check=True,
+            )  # fmt: skip
         yield mount / "models"
     finally:
         subprocess.run(["umount", str(mount)], check=False)
@@ -319,6 +330,34 @@ def table(title: str, conditions: list[Condition], with_load_duration: bool) -> 
     return [*lines, ""]
 
 
+# The README's columns: (heading, condition label).
+SUMMARY_COLUMNS = (
+    ("RAM disk (huge pages)", "RAM disk, huge=within_size (the role's default)"),
+    ("RAM disk, 4 KiB pages", "RAM disk, 4 KiB pages (huge=never)"),
+    ("disk, cold", "disk store, cold page cache"),
+    ("disk, cold, 1 GB/s", "disk store, cold, reads limited to 1 GB/s"),
+    ("disk, cold, 0.5 GB/s", "disk store, cold, reads limited to 0.5 GB/s"),
+    ("disk, warm", "disk store, warm page cache"),
+)
+
+
+def summary(measured: dict[str, list[Condition]]) -> str:
+    """The README's table: a load's wall time per store, and how many times the RAM
+    disk's time the disk store's is."""
+    lines = ["| a load, wall time | " + " | ".join(head for head, _ in SUMMARY_COLUMNS) + " |",
+             "|---|" + "---|" * len(SUMMARY_COLUMNS)]  # fmt: skip
+    for what, conditions in measured.items():
+        by_label = {condition.label: condition for condition in conditions}
+        base = conditions[0].median
+        cells = []
+        for _, label in SUMMARY_COLUMNS:
+            median = by_label[label].median
+            ratio = f" ({median / base:.2f}x)" if label.startswith("disk store, cold") else ""
+            cells.append(f"{median:.2f} s{ratio}")
+        lines.append(f"| {what} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -343,6 +382,7 @@ def main(argv: list[str]) -> int:
     with (
         ramdisk(args.workdir, disk_store, cli, "within_size") as ram_store,
         ramdisk(args.workdir, disk_store, cli, "never") as small_pages_store,
+        ramdisk(args.workdir, disk_store, cli, "within_size", by_cp=True) as folio_store,
     ):
         small_store = args.workdir / "small"
         if not (small_store / "manifests").is_dir():
@@ -354,6 +394,7 @@ def main(argv: list[str]) -> int:
             return [
                 Condition("RAM disk, huge=within_size (the role's default)", ram_store),
                 Condition("RAM disk, 4 KiB pages (huge=never)", small_pages_store),
+                Condition(FOLIOS, folio_store),
                 Condition("disk store, cold page cache", disk_store, cold=True),
                 *(limited(disk_store, rate) for rate in READ_LIMITS),
                 Condition("disk store, warm page cache", disk_store),
@@ -364,6 +405,7 @@ def main(argv: list[str]) -> int:
         blob = weights_path(disk_store, MODELS[0])
         reads = [("RAM disk, huge=within_size", weights_path(ram_store, MODELS[0]), False),
                  ("RAM disk, 4 KiB pages", weights_path(small_pages_store, MODELS[0]), False),
+                 (FOLIOS, weights_path(folio_store, MODELS[0]), False),
                  ("disk store, cold page cache", blob, True),
                  ("disk store, warm page cache", blob, False)]  # fmt: skip
         read_times = {label: statistics.median(read_seconds(path, cold) for _ in range(3))
@@ -375,16 +417,19 @@ def main(argv: list[str]) -> int:
                 for label, sec in read_times.items()]  # fmt: skip
         out.append("")
 
+        measured: dict[str, list[Condition]] = {}
         for mmap, what in ((False, "Ollama's default here (no GPU: no mmap)"),
                            (True, "use_mmap: true")):  # fmt: skip
             loads = conditions()
             measure_loads(prefix, loads, mmap, args.repeat, log)
             out += table(f"A load, {what}", loads, with_load_duration=True)
-        switches = [conditions()[0], conditions()[2], conditions()[-2]]
+            measured[what] = loads
+        switches = [conditions()[0], conditions()[3], conditions()[-2]]
         measure_switches(prefix, switches, args.repeat, log)
         out += table("A switch between two models (OLLAMA_MAX_LOADED_MODELS=1)", switches, False)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(out))
+    args.output.with_suffix(".summary.md").write_text(summary(measured))
     print("\n".join(out))
     return 0
 

@@ -973,6 +973,43 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+# Rows compared like for like, beside the comparison's own baseline.
+LIKE_FOR_LIKE = ("populate, 4 KiB pages", "cp -a, 4 KiB pages")
+
+
+def render_summary(comparisons: Sequence[Comparison]) -> str:
+    """The README's table: each subject row against its baseline, and the target."""
+    lines = [
+        "| # | what | ollama-ramdisk | baseline, same run | ratio | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for comparison in comparisons:
+        base = comparison.baseline
+        for row in comparison.rows:
+            if row.kind != "subject" or row.error or not row.median or not base.median:
+                continue
+            ratio = comparison.ratio(row)
+            target = ""
+            if comparison.target:
+                operator, value = comparison.target
+                met = "met" if comparison.met(row) else "**missed**"
+                target = f"{operator} {value:g}x, {met}"
+            lines.append(
+                f"| {comparison.number} | {comparison.title} | {row.label}: "
+                f"{seconds_text(row.median)} | {base.label}: {seconds_text(base.median)} "
+                f"| {ratio:.2f}x | {target} |"
+            )
+        mine, theirs = (next((r for r in comparison.rows if r.label == label), None)
+                        for label in LIKE_FOR_LIKE)  # fmt: skip
+        if mine and theirs and mine.median and theirs.median:
+            lines.append(
+                f"| {comparison.number} | the same, into a 4 KiB-page tmpfs (like for like) "
+                f"| {seconds_text(mine.median)} | {seconds_text(theirs.median)} "
+                f"| {theirs.median / mine.median:.2f}x | |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def store_text(store: synth.BuiltStore) -> str:
     sizes = store.blobs.values()
     return (
@@ -998,7 +1035,7 @@ def machine_facts(settings: Settings) -> dict[str, str]:
     return {
         "machine": (
             f"{cpu}, {os.cpu_count()} cores, {memory_kib / 1024**2:.1f} GiB memory, "
-            f"kernel {platform.release()}, {os_name}, Python {platform.python_version()}"
+            f"kernel {kernel_version()}, {os_name}, Python {platform.python_version()}"
         ),
         "disk store on": filesystem_of(settings.workdir),
         "tools": "; ".join(
@@ -1008,6 +1045,12 @@ def machine_facts(settings: Settings) -> dict[str, str]:
 
 
 TOOL_VERSIONS = [["cp", "--version"], ["rsync", "--version"], ["sha256sum", "--version"]]
+
+
+def kernel_version() -> str:
+    """The kernel's version number, without the build's own suffix."""
+    found = re.match(r"\d+(?:\.\d+)*", platform.release())
+    return found.group(0) if found else platform.release()
 
 
 def tool_version(argv: Sequence[str]) -> str:
@@ -1060,6 +1103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report)
     settings.output.parent.mkdir(parents=True, exist_ok=True)
     settings.output.write_text(report)
+    settings.output.with_suffix(".summary.md").write_text(render_summary(comparisons))
     print(f"written to {settings.output}", file=sys.stderr)
     return 1 if any(comparison.failed for comparison in comparisons) else 0
 

@@ -70,6 +70,10 @@ def test_quick_benchmark_runs_every_comparison_and_writes_the_table(tmp_path: Pa
         assert f"| **{number}** | *{title}* |" in table
     assert "FAILED" not in table
     assert "opened none of the 300 blob files" in table
+    summary = (tmp_path / "results.summary.md").read_text()
+    assert summary.startswith("| # | what | ollama-ramdisk | baseline, same run | ratio | target |")
+    assert "| 1 | populate into a fresh tmpfs |" in summary
+    assert "| 1 | the same, into a 4 KiB-page tmpfs (like for like) |" in summary
     # Every mount point the runs made is gone: nothing left mounted.
     assert not any((tmp_path / "work" / "mnt").iterdir())
 
@@ -123,3 +127,41 @@ def test_trace_parser_counts_only_real_opens_of_blob_files() -> None:
         ]
     )
     assert bench_run.blob_opens(trace) == [blob]
+
+
+report = _load("report")
+
+
+def _documents(tmp_path: Path) -> tuple[Path, Path, Path]:
+    out = tmp_path / "out"
+    out.mkdir()
+    results, readme = tmp_path / "RESULTS.md", tmp_path / "README.md"
+    results.write_text("# R\n\nby hand\n<!-- bench:loads -->\nold\n<!-- /bench:loads -->\nafter\n")
+    readme.write_text("intro\n<!-- bench:loads -->\nold row\n<!-- /bench:loads -->\nend\n")
+    return out, results, readme
+
+
+def test_report_puts_each_benchmarks_tables_between_its_markers(tmp_path: Path) -> None:
+    out, results, readme = _documents(tmp_path)
+    (out / "loads.md").write_text("## Loads\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    (out / "loads.summary.md").write_text("| short |\n|---|\n")
+
+    assert report.main(["--out", str(out), "--results", str(results), "--readme", str(readme)]) == 0
+
+    assert results.read_text() == (
+        "# R\n\nby hand\n<!-- bench:loads -->\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "<!-- /bench:loads -->\nafter\n"
+    )
+    assert readme.read_text() == (
+        "intro\n<!-- bench:loads -->\n\n| short |\n|---|\n\n<!-- /bench:loads -->\nend\n"
+    )
+
+
+def test_report_leaves_alone_what_was_not_run_or_was_a_smoke_run(tmp_path: Path) -> None:
+    out, results, readme = _documents(tmp_path)
+    before = (results.read_text(), readme.read_text())
+    (out / "results.md").write_text("- command: `benchmarks/run.py --quick`\n")
+
+    assert report.main(["--out", str(out), "--results", str(results), "--readme", str(readme)]) == 0
+
+    assert (results.read_text(), readme.read_text()) == before
