@@ -23,7 +23,12 @@ ollama) then serves each store in turn, on a loopback port:
   (cgroup v2 io.max, or v1 blkio.throttle), so the table shows where the RAM
   disk pays and by how much, rather than assuming a slow disk;
 - a switch: the two models alternating with OLLAMA_MAX_LOADED_MODELS=1, each
-  request one token, RAM disk against the disk store (cold and warm).
+  request one token, RAM disk against the disk store (cold and warm);
+- the engine alone: llama-server started with the arguments Ollama gives it,
+  its /health polled every 10 ms, then one token. Ollama polls its engine
+  every 250 ms (llm/llama_server.go, WaitUntilRunning), so its load times
+  move in steps of 0.25 s; these rows show what the store changes in the
+  engine itself.
 
 Medians of the repeats, all conditions measured in one run and interleaved,
 ratios against the RAM disk. Needs root (mount, drop_caches).
@@ -266,9 +271,79 @@ def measure_loads(
                 wall, load_duration = server.load(condition.model, mmap)
                 condition.samples.append(wall)
                 condition.load_durations.append(load_duration)
+                # No engine may keep the weights mapped: drop_caches leaves mapped
+                # pages in memory, and the next "cold" load would find them there.
+                server.unload_all()
     finally:
         for server in servers.values():
             server.stop()
+        for limit in limits.values():
+            limit.remove()
+
+
+# How Ollama starts its engine for these models on this host (its server log,
+# "starting llama-server"): the same arguments, without Ollama around it.
+ENGINE_ARGS = ("--host", "127.0.0.1", "--no-webui", "--offline", "-c", "512", "-np", "1",
+               "--no-jinja", "--chat-template", "chatml", "--flash-attn", "auto",
+               "-b", "512", "-ub", "512")  # fmt: skip
+
+
+def engine_load(prefix: Path, weights: Path, mmap: bool, log: Path,
+                limit: ReadLimit | None = None) -> float:  # fmt: skip
+    """Seconds from starting the engine alone to its first token: /health polled
+    every 10 ms, then one token. Ollama polls its engine every 250 ms instead."""
+    port = free_port()
+    load_mode = () if mmap else ("--load-mode", "none")
+    argv = [str(prefix / "lib" / "ollama" / "llama-server"), "--model", str(weights),
+            "--port", str(port), *ENGINE_ARGS, *load_mode]  # fmt: skip
+    started = time.monotonic()
+    with log.open("ab") as output:
+        engine = subprocess.Popen(argv, stdout=output, stderr=output)
+    try:
+        if limit is not None:
+            limit.add(engine.pid)
+        while True:
+            health = f"http://127.0.0.1:{port}/health"  # 503 while loading: an OSError
+            with contextlib.suppress(OSError), urllib.request.urlopen(health, timeout=5):
+                break
+            if engine.poll() is not None:
+                raise SystemExit(f"loads: the engine ended while loading {weights}; see {log}")
+            if time.monotonic() - started > 300:
+                raise SystemExit(f"loads: the engine did not load {weights}; see {log}")
+            time.sleep(0.01)
+        body = json.dumps({"prompt": "Hi", "n_predict": 1}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/completion", data=body,
+                                         method="POST")  # fmt: skip
+        with urllib.request.urlopen(request, timeout=300) as response:  # noqa: S310 - loopback
+            response.read()
+        return time.monotonic() - started
+    finally:
+        engine.terminate()
+        engine.wait(timeout=60)
+
+
+def measure_engine(prefix: Path, conditions: list[Condition], mmap: bool, repeat: int,
+                   log: Path) -> None:  # fmt: skip
+    """The engine alone on each store, interleaved, as measure_loads does with Ollama."""
+    limits: dict[str, ReadLimit] = {}
+    for index, condition in enumerate(conditions):
+        if condition.read_limit is not None:
+            name = f"ollama-ramdisk-engine-{os.getpid()}-{index}"
+            limits[condition.label] = ReadLimit(
+                whole_disk(condition.store), condition.read_limit, name
+            )
+    try:
+        for _ in range(repeat):
+            for condition in conditions:
+                weights = weights_path(condition.store, condition.model)
+                if condition.cold:
+                    drop_caches()
+                elif not condition.samples:
+                    engine_load(prefix, weights, mmap, log)  # warm the page cache once
+                condition.samples.append(
+                    engine_load(prefix, weights, mmap, log, limits.get(condition.label))
+                )
+    finally:
         for limit in limits.values():
             limit.remove()
 
@@ -283,6 +358,11 @@ def measure_switches(prefix: Path, conditions: list[Condition], repeat: int, log
                 server = servers[condition.label]
                 for model in (MODELS[round_ % 2], MODELS[(round_ + 1) % 2]):
                     if condition.cold:
+                        # Other engines on the same store would keep its pages mapped,
+                        # and so in memory whatever drop_caches does.
+                        for other in conditions:
+                            if other is not condition and other.store == condition.store:
+                                servers[other.label].unload_all()
                         drop_caches()
                     condition.samples.append(server.one_token(model))
     finally:
@@ -344,7 +424,8 @@ SUMMARY_COLUMNS = (
 def summary(measured: dict[str, list[Condition]]) -> str:
     """The README's table: a load's wall time per store, and how many times the RAM
     disk's time the disk store's is."""
-    lines = ["| a load, wall time | " + " | ".join(head for head, _ in SUMMARY_COLUMNS) + " |",
+    heads = " | ".join(head for head, _ in SUMMARY_COLUMNS)
+    lines = [f"| a load, start to first token | {heads} |",
              "|---|" + "---|" * len(SUMMARY_COLUMNS)]  # fmt: skip
     for what, conditions in measured.items():
         by_label = {condition.label: condition for condition in conditions}
@@ -423,7 +504,14 @@ def main(argv: list[str]) -> int:
             loads = conditions()
             measure_loads(prefix, loads, mmap, args.repeat, log)
             out += table(f"A load, {what}", loads, with_load_duration=True)
-            measured[what] = loads
+            mode = "use_mmap: true" if mmap else "no mmap (its default here)"
+            measured[f"Ollama, {mode}"] = loads
+            alone = conditions()
+            measure_engine(prefix, alone, mmap, args.repeat, log)
+            out += table(f"The engine alone, {what.replace('no mmap', '--load-mode none')}: "
+                         "started as Ollama starts it, to its first token", alone,
+                         with_load_duration=False)  # fmt: skip
+            measured[f"the engine alone, {'mmap' if mmap else 'no mmap'}"] = alone
         switches = [conditions()[0], conditions()[3], conditions()[-2]]
         measure_switches(prefix, switches, args.repeat, log)
         out += table("A switch between two models (OLLAMA_MAX_LOADED_MODELS=1)", switches, False)
