@@ -51,6 +51,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mounting
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WORKDIR = Path("/var/tmp/ollama-ramdisk-bench/loads")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "out" / "loads.md"
@@ -209,12 +211,10 @@ def ramdisk(
 ) -> Iterator[Path]:
     """A fresh tmpfs holding the disk store's models, filled by populate or by
     ``cp -a`` (whose writes never cover a whole 2 MiB page)."""
-    mount = workdir / f"ramdisk-{huge}{'-cp' if by_cp else ''}"
-    mount.mkdir(parents=True, exist_ok=True)
     size = sum(f.stat().st_size for f in (disk_store / "blobs").iterdir()) * 12 // 10 + (64 << 20)
     options = f"size={size},mode=0755,huge={huge}"
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], check=True)
-    try:
+    prefix = f"ramdisk-{huge}{'-cp' if by_cp else ''}-"
+    with mounting.fresh_tmpfs(workdir, options, prefix=prefix) as mount:
         if by_cp:
             subprocess.run(["cp", "-a", f"{disk_store}/.", str(mount / "models")], check=True)
         else:
@@ -224,8 +224,6 @@ def ramdisk(
                 check=True,
             )  # fmt: skip
         yield mount / "models"
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 def prepare(workdir: Path) -> tuple[Path, Path, Path]:

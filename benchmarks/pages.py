@@ -25,18 +25,18 @@ Needs root (mount).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import mounting
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -107,16 +107,8 @@ def folio_counts() -> dict[str, int]:
     return counts
 
 
-@contextlib.contextmanager
-def fresh_tmpfs(workdir: Path, huge: str) -> Iterator[Path]:
-    point = Path(tempfile.mkdtemp(prefix="tmpfs-", dir=workdir))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={2 * FILE_SIZE},huge={huge}",
-                    "tmpfs", str(point)], check=True)  # fmt: skip
-    try:
-        yield point
-    finally:
-        subprocess.run(["umount", str(point)], check=False)
-        point.rmdir()
+def fresh_tmpfs(workdir: Path, huge: str) -> AbstractContextManager[Path]:
+    return mounting.fresh_tmpfs(workdir, f"size={2 * FILE_SIZE},huge={huge}", prefix="tmpfs-")
 
 
 def make_source(workdir: Path) -> Path:

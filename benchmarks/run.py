@@ -32,7 +32,6 @@ on a disk, not a tmpfs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import filecmp
 import json
 import os
@@ -44,9 +43,9 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,6 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import mounting
 import synth
 from ollama_ramdisk.safeio import default_jobs
 from ollama_ramdisk.sizes import human, parse_size
@@ -265,6 +265,11 @@ sys.exit(main())
 HOST_PYTHON = Path("/usr/bin/python3")  # the role's ollama_ramdisk_python
 
 
+def launcher_python() -> Path:
+    """The Python the launcher runs with: the host's, else this one."""
+    return HOST_PYTHON if HOST_PYTHON.exists() else Path(sys.executable)
+
+
 def default_cli(workdir: Path) -> list[str]:
     """The command as ExecStartPre runs it on a host: the role's launcher, run by
     the host's Python with -I (no environment, no user site), over this tree's core.
@@ -272,8 +277,7 @@ def default_cli(workdir: Path) -> list[str]:
     launcher = workdir / "ollama-ramdisk"
     workdir.mkdir(parents=True, exist_ok=True)
     launcher.write_text(LAUNCHER.format(core=str(ROOT / "module_utils")))
-    python = HOST_PYTHON if HOST_PYTHON.exists() else Path(sys.executable)
-    return [str(python), "-I", str(launcher)]
+    return [str(launcher_python()), "-I", str(launcher)]
 
 
 # ---------------------------------------------------------------- primitives
@@ -339,25 +343,12 @@ _HUGE_SETTING = local_huge_setting()
 ROLE_HUGE = f",huge={_HUGE_SETTING}" if _HUGE_SETTING else ""
 
 
-@contextlib.contextmanager
-def fresh_tmpfs(parent: Path, size: int, huge: bool = True) -> Iterator[Path]:
+def fresh_tmpfs(parent: Path, size: int, huge: bool = True) -> AbstractContextManager[Path]:
     """A newly mounted tmpfs of ``size`` bytes (whole MiB), mounted as the role
     mounts the RAM disk (or with 4 KiB pages only: ``huge`` false, as
     ``ollama_ramdisk_huge: never``), unmounted on the way out."""
-    point = Path(tempfile.mkdtemp(prefix="ramdisk-", dir=parent))
     size_mib = -(-size // MIB)
-    options = f"size={size_mib}m,mode=0755{ROLE_HUGE if huge else ''}"
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield point
-    finally:
-        if subprocess.run(["umount", str(point)], capture_output=True, check=False).returncode:
-            subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
-        point.rmdir()
+    return mounting.fresh_tmpfs(parent, f"size={size_mib}m,mode=0755{ROLE_HUGE if huge else ''}")
 
 
 def tmpfs_size(store: synth.BuiltStore) -> int:
@@ -857,9 +848,9 @@ class Bench:
         )
         # The launcher's Python runs isolated (-I: no PYTHONPYCACHEPREFIX): its
         # bytecode lies beside the core, as on a host after its first run.
-        python = HOST_PYTHON if HOST_PYTHON.exists() else Path(sys.executable)
-        subprocess.run([str(python), "-I", "-m", "compileall", "-q", str(ROOT / "module_utils")],
-                       capture_output=True, check=False)  # fmt: skip
+        compile_core = [str(launcher_python()), "-I", "-m", "compileall", "-q",
+                        str(ROOT / "module_utils")]  # fmt: skip
+        subprocess.run(compile_core, capture_output=True, check=False)
         results = []
         for number, step in steps.items():
             if number in self.settings.only:
