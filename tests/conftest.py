@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 from hypothesis import settings
+from ollama_ramdisk import stopping
 from ollama_ramdisk.cli import main
 from storegen import (
     LayerSpec,
@@ -32,6 +34,20 @@ from storegen import (
 # and what the property tests check is what the core returns, not how fast.
 settings.register_profile("ollama-ramdisk", deadline=None)
 settings.load_profile("ollama-ramdisk")
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """Each test starts with Python's own SIGINT handler (a test runner may have
+    been started with SIGINT ignored) and leaves the handlers as it found them,
+    with no stop request of the core's left behind."""
+    saved = {signum: signal.getsignal(signum) for signum in stopping.STOP_SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stopping.reset()
+    yield
+    stopping.reset()
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture(autouse=True)

@@ -428,14 +428,25 @@ def test_a_signal_stops_a_long_verify_and_its_workers_at_once(
          "--store", built.root],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
-    time.sleep(1.0)
+    _wait_until_it_has_read(process, 256 * 1024**2)
     sent = time.monotonic()
     process.send_signal(signum)
     _, err = process.communicate(timeout=BOUND)
 
     assert time.monotonic() - sent < 2.0
-    assert process.returncode == 130
-    assert "interrupted" in err
+    assert process.returncode == 128 + signum
+    assert f"interrupted by {signal.Signals(signum).name}" in err
+
+
+def _wait_until_it_has_read(process: subprocess.Popen[str], nbytes: int) -> None:
+    """An event, not a delay: the process has read ``nbytes`` (its /proc io)."""
+    deadline = time.monotonic() + BOUND
+    while time.monotonic() < deadline and process.poll() is None:
+        io = Path(f"/proc/{process.pid}/io").read_text()
+        if int(io.split("rchar: ")[1].split()[0]) >= nbytes:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"verify read less than {nbytes} bytes in {BOUND:g} s")
 
 
 # ---------------------------------------------------------------- 5. digest case

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from types import ModuleType
@@ -24,14 +22,12 @@ from . import (
     cli_status,
     cli_verify,
     cli_writeback,
+    stopping,
 )
 from .cli_common import EXIT_STATUS, PROG, Options, Parser, UsageError, add_common, warn
 from .config import load_config
 from .errors import EXIT_FAILED, EXIT_INVALID, RamdiskError, os_error_text
 from .runreport import REPORTED_COMMANDS, make_report, write_report
-
-EXIT_INTERRUPTED = 130
-
 
 MAIN_DESCRIPTION = """\
 Keep chosen Ollama models resident in a tmpfs RAM disk.
@@ -112,37 +108,50 @@ def _run_reported(command: str, options: Options) -> int:
     code, error = EXIT_FAILED, None
     try:
         code = COMMANDS[command].run(options)
+    except (KeyboardInterrupt, stopping.Interrupted):
+        code, error = stopping.exit_code(), f"interrupted by {stopping.signal_name()}"
+        raise
     except RamdiskError as failure:
         code, error = failure.exit_code, str(failure)
         raise
     except OSError as failure:
         code, error = EXIT_FAILED, os_error_text(failure)
         raise
-    except KeyboardInterrupt:
-        code, error = EXIT_INTERRUPTED, "interrupted"
-        raise
     finally:
-        report = make_report(
-            command,
-            seconds=time.monotonic() - started,
-            exit_code=code,
-            outcome=options.outcome,
-            error=error,
-        )
-        write_report(state_dir, report, warn)
+        # Written whole even when a signal arrives meanwhile.
+        with stopping.signals_deferred():
+            report = make_report(
+                command,
+                seconds=time.monotonic() - started,
+                exit_code=code,
+                outcome=options.outcome,
+                error=error,
+            )
+            write_report(state_dir, report, warn)
     return code
 
 
-def _terminate(_signum: int, _frame: object) -> None:
-    """SIGTERM ends a run as Ctrl-C does: workers stop, temporary files go."""
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0, 1 or 2)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    """Run the command line; return the exit status (0, 1, 2, or 128 + the
+    signal that stopped it: SIGINT and SIGTERM stop the workers at their next
+    chunk, and temporary files go)."""
+    stopping.reset()
+    stopping.install_handlers()
     arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with stopping.interruptible():
+            return _run_command(arguments)
+    except KeyboardInterrupt:
+        # Here a signal is never raised again (stopping.interruptible has ended).
+        return _interrupted("--json" in arguments)
+
+
+def _interrupted(as_json: bool) -> int:
+    _report_error(f"interrupted by {stopping.signal_name()}", stopping.exit_code(), as_json)
+    return stopping.exit_code()
+
+
+def _run_command(arguments: list[str]) -> int:
     as_json = "--json" in arguments
     try:
         args = build_parser().parse_args(arguments)
@@ -157,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(error.usage)
         _report_error(str(error), EXIT_INVALID, as_json)
         return EXIT_INVALID
+    except stopping.Interrupted:
+        return _interrupted(as_json)
     except RamdiskError as error:
         problems = [str(problem) for problem in getattr(error, "problems", [])]
         _report_error(str(error), error.exit_code, as_json, problems)
@@ -164,9 +175,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         _report_error(os_error_text(error), EXIT_FAILED, as_json)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        _report_error("interrupted", EXIT_INTERRUPTED, as_json)
-        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

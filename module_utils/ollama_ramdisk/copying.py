@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Callable
 
 from .desttree import TEMP_FLAGS, DestTree, discard, temp_name, write_all
 from .owners import FILE_MODE, Owner, apply_owner
-from .safeio import check_stop, open_regular
+from .safeio import open_regular
 from .sizes import MIB
+from .stopping import check_stop
 
 if TYPE_CHECKING:
     import hashlib

@@ -1,4 +1,4 @@
-"""Opening files a hostile user may have planted, and stopping work on request.
+"""Opening files a hostile user may have planted, and the pool of workers.
 
 Every manifest, lock file and blob is opened here: without blocking (a FIFO
 would otherwise hang the open), then checked through the same descriptor
@@ -14,12 +14,12 @@ import os
 import stat
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Callable, TypeVar
 
 from .defaults import MAX_JOBS
-from .errors import InvalidOption, OperationFailed
+from .errors import InvalidOption
 from .sizes import MAX_SIZE
+from .stopping import enter_worker, signals_deferred
 
 _READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 
@@ -86,20 +86,7 @@ def implausible_size(fd: int, size: int) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------- stopping
-
-_stop = threading.Event()
-
-
-class Interrupted(OperationFailed):
-    """SIGINT or SIGTERM arrived: the workers stopped; nothing partial is kept."""
-
-
-def check_stop(where: Path | str) -> None:
-    """Called between chunks by copy and hash loops running in worker threads."""
-    if _stop.is_set():
-        raise Interrupted(f"{where}: interrupted")
-
+# ---------------------------------------------------------------- workers
 
 # Copies of many small blobs gain from a second worker; past four, a tmpfs fill
 # is bound by memory bandwidth, not by per-file work (benchmarks/run.py, 7).
@@ -125,25 +112,27 @@ def parallel(work: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
     """``work`` over ``items``, ``jobs`` at a time, results in order.
 
     Workers take the next item until none is left or one of them failed; the
-    failure of the earliest item is raised once all have returned. On any
-    exception in the caller's thread (KeyboardInterrupt from SIGINT, or
-    SIGTERM mapped to it) the workers are told to stop at their next chunk and
-    are waited for, so no thread goes on reading after the run has ended.
-    Plain threads: concurrent.futures imports logging, a few milliseconds of
-    start-up in every run that copies (benchmarks/RESULTS.md, comparison 7).
+    failure of the earliest item is raised once all have returned. The caller's
+    thread only waits, in a section where signals are deferred (stopping.py):
+    a signal makes every worker stop at its next chunk, and is raised here once
+    all of them have returned, so that no thread goes on reading or writing
+    after the run has ended. Plain threads: concurrent.futures imports logging,
+    a few milliseconds of start-up in every run that copies
+    (benchmarks/RESULTS.md, comparison 7).
     """
-    _stop.clear()
     if not items:
         return []
     results: list[R | None] = [None] * len(items)
     failures: list[tuple[int, BaseException]] = []
     pending = iter(range(len(items)))
     count = max(1, min(jobs, len(items)))
-    running = count
+    running = 0
     changed = threading.Condition()
+    abandoned = threading.Event()  # the caller failed: stop at the next chunk
 
     def worker() -> None:
         nonlocal running
+        enter_worker(abandoned)
         try:
             while True:
                 with changed:
@@ -168,15 +157,23 @@ def parallel(work: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
             while running:
                 changed.wait()
 
-    for _ in range(count):
-        threading.Thread(target=worker, daemon=True).start()
-    try:
-        wait_for_all()
-    except BaseException:
-        _stop.set()
-        wait_for_all()
-        _stop.clear()  # the workers have stopped; later work in this process may go on
-        raise
+    with signals_deferred():
+        try:
+            for _ in range(count):
+                thread = threading.Thread(target=worker, daemon=True)
+                with changed:
+                    running += 1
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread could be made: none to wait for
+                    with changed:
+                        running -= 1
+                    raise
+            wait_for_all()
+        except BaseException:
+            abandoned.set()
+            wait_for_all()
+            raise
     if failures:
         raise min(failures, key=lambda failure: failure[0])[1]
     return results  # type: ignore[return-value] - every slot was filled

@@ -1,0 +1,215 @@
+"""SIGINT or SIGTERM at a random moment of populate, verify or writeback: the
+run stops within a second with 128 + the signal, and leaves nothing half-written.
+
+Each trial starts the command in a process of its own, sends one signal after a
+random delay drawn over the length of a whole run (start-up included), and then
+checks the store it writes: every blob under a final name hashes to it, every
+manifest is byte-identical to the source's with all of its blobs, the record is
+whole JSON, no temporary file is left, and a second run finishes the work. The
+seed is printed on failure; OLLAMA_RAMDISK_SIGNAL_SEED replays it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from storegen import SyntheticStore, make_store, weights
+
+CORE = Path(__file__).resolve().parents[1] / "module_utils"
+BATCHES = 4
+TRIALS_PER_BATCH = 17  # 4 batches x 3 commands x 17 = 204 trials
+STOP_BOUND = 1.0  # seconds from the signal to the process's end
+RUN_BOUND = 30.0
+STAGING = ".ollama-ramdisk-tmp"
+ROOT_ENTRIES = {"blobs", "manifests", ".ollama-ramdisk.lock", "ollama-ramdisk-written-back.json"}
+
+# Blobs of several sizes, so that a signal lands in copies of big and small
+# files, in manifest installs and in the renames between them.
+MODELS = {
+    "big:1": [weights(32 << 20, "big")],
+    "mid:1": [weights(8 << 20, "mid"), weights(4 << 20, "mid2")],
+    **{f"small{n}:1": [weights(64 << 10, f"small{n}"), b"template"] for n in range(12)},
+}
+RAM_ONLY = ("big:1", "mid:1", "small0:1", "small1:1", "small2:1")
+
+
+@dataclass
+class Scene:
+    source: SyntheticStore  # the disk store of populate and verify
+    ram_template: Path  # a RAM disk holding models the disk store of writeback lacks
+    work: Path
+
+
+def _base_seed() -> int:
+    return int(os.environ.get("OLLAMA_RAMDISK_SIGNAL_SEED", time.time_ns() % 2**32))
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
+    base = tmp_path_factory.mktemp("signals")
+    for directory in [base, *base.parents][:3]:
+        directory.chmod(0o755)
+    source = make_store(base / "disk", MODELS)
+    ram = base / "ram-template"
+    _run("populate", "--source", source.root, "--dest", ram, *MODELS, check=True)
+    return Scene(source=source, ram_template=ram, work=base / "work")
+
+
+# As the role's launcher starts the command: an isolated interpreter, the core on its path.
+LAUNCHER = (
+    f"import sys; sys.path.insert(0, {str(CORE)!r});"
+    " from ollama_ramdisk.cli import main; sys.exit(main())"
+)
+
+
+def _command(*argv: object) -> list[str]:
+    command, *rest = map(str, argv)
+    return [sys.executable, "-I", "-c", LAUNCHER, command, "-q", *rest]
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def _run(*argv: object, check: bool = False) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        _command(*argv), capture_output=True, text=True, env=_env(), timeout=RUN_BOUND,
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def _prepare(scene: Scene, command: str) -> tuple[list[object], Path, list[str]]:
+    """A fresh target for one trial: (argv, the store written, models it must hold)."""
+    shutil.rmtree(scene.work, ignore_errors=True)
+    scene.work.mkdir()
+    if command == "populate":
+        dest = scene.work / "ram"
+        return ["populate", "--source", scene.source.root, "--dest", dest, *MODELS], dest, []
+    if command == "verify":
+        dest = scene.work / "ram"
+        shutil.copytree(scene.ram_template, dest, symlinks=True)
+        return ["verify", "--jobs", "2", "--store", dest], dest, list(MODELS)
+    kept = {name: layers for name, layers in MODELS.items() if name not in RAM_ONLY}
+    disk = make_store(scene.work / "disk", kept)
+    ram = scene.work / "ram"
+    shutil.copytree(scene.ram_template, ram, symlinks=True)
+    return ["writeback", "--source", disk.root, "--dest", ram], disk.root, list(kept)
+
+
+def _assert_whole(scene: Scene, store: Path, at_least: list[str]) -> None:
+    """Nothing half-written: what stands under a final name is complete."""
+    if not store.exists():
+        assert not at_least
+        return
+    assert set(os.listdir(store)) - {STAGING} <= ROOT_ENTRIES, sorted(os.listdir(store))
+    if (store / STAGING).exists():
+        assert not os.listdir(store / STAGING), "temporary files were left"
+    blobs = store / "blobs"
+    for entry in os.scandir(blobs) if blobs.exists() else []:
+        assert entry.is_file(follow_symlinks=False), entry.path
+        digest = hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()
+        assert entry.name == f"sha256-{digest}", f"{entry.path} is not whole"
+    manifests = store / "manifests"
+    present = []
+    for name, spec in scene.source.models.items():
+        path = store / spec.manifest_relpath
+        if path.exists():
+            present.append(name)
+            assert path.read_bytes() == spec.manifest_bytes(), path
+            for layer in spec.blobs:
+                assert (store / layer.relpath).is_file(), f"{name} stands without {layer.relpath}"
+    found = sum(len(files) for _, _, files in os.walk(manifests)) if manifests.exists() else 0
+    assert found == len(present), "a manifest under a name no model has"
+    assert set(at_least) <= set(present)
+    record = store / "ollama-ramdisk-written-back.json"
+    if record.exists():
+        json.loads(record.read_text())
+
+
+def _one_full_run(scene: Scene, command: str) -> float:
+    argv, _, _ = _prepare(scene, command)
+    started = time.monotonic()
+    done = _run(*argv)
+    assert done.returncode == 0, done.stderr
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", range(BATCHES))
+@pytest.mark.parametrize("command", ["populate", "verify", "writeback"])
+def test_a_signal_at_any_moment_stops_the_run_at_once_and_leaves_nothing_half_written(
+    scene: Scene, command: str, batch: int
+) -> None:
+    length = min(_one_full_run(scene, command) for _ in range(3))
+    started = time.monotonic()
+    _run("--version", check=True)
+    start_up = min(time.monotonic() - started, length / 2)
+    seed = _base_seed() + batch
+    rng = random.Random(f"{seed}:{command}")  # noqa: S311 - moments to replay, not secrets
+    outcomes: dict[str, int] = {}
+    for trial in range(TRIALS_PER_BATCH):
+        signum = rng.choice([signal.SIGINT, signal.SIGTERM])
+        # A third of the moments anywhere in a run, the rest after the interpreter's start.
+        delay = rng.uniform(0.0 if trial % 3 == 0 else start_up, length)
+        where = f"seed {seed}, {command}, trial {trial}: {signum.name} after {delay:.3f} s"
+        argv, store, must_hold = _prepare(scene, command)
+        process = subprocess.Popen(
+            _command(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(), stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            sent = time.monotonic()
+            process.send_signal(signum)
+            try:
+                process.wait(timeout=RUN_BOUND)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                pytest.fail(f"{where}: still running {RUN_BOUND:g} s after the signal")
+            took = time.monotonic() - sent
+            code = process.returncode
+            err = process.stderr.read() if process.stderr else ""
+            # Before main() installs the handlers (the interpreter's own start,
+            # its imports) Python's default action ends the process, before any
+            # work: killed by SIGTERM, or a KeyboardInterrupt traceback.
+            at_start = code == -signum or (
+                code in (1, -signal.SIGINT) and err.rstrip().endswith("KeyboardInterrupt")
+            )
+            assert code in (0, 128 + signum) or at_start, f"{where}: exit {code}\n{err}"
+            if code != 0:
+                assert took < STOP_BOUND, f"{where}: stopped {took:.2f} s after the signal"
+            if code == 128 + signum:
+                assert f"interrupted by {signum.name}" in err, f"{where}: {err}"
+            outcome = "finished" if code == 0 else "killed at start" if at_start else "interrupted"
+        else:
+            assert process.returncode == 0, f"{where}: exit {process.returncode}"
+            outcome = "finished first"
+        finally:
+            for stream in (process.stdout, process.stderr):
+                if stream:
+                    stream.close()
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        try:
+            _assert_whole(scene, store, must_hold)
+        except AssertionError as error:
+            raise AssertionError(f"{where}: {error}") from None
+        again = _run(*argv)
+        assert again.returncode == 0, f"{where}: the next run failed: {again.stderr}"
+        _assert_whole(scene, store, list(MODELS))
+    print(f"{command}, seed {seed}: {outcomes} (a whole run: {length:.2f} s)")
+    assert outcomes.get("interrupted", 0) >= TRIALS_PER_BATCH // 4, outcomes
