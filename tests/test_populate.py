@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from storegen import (
     tmpfs_has_huge_pages,
     weights,
 )
+from waiting import wait_for_a_growing_temp_file
 
 MIB = 1024 * 1024
 HF = "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M"
@@ -290,25 +290,6 @@ def test_running_out_of_space_while_copying_leaves_nothing_partial(
 # ------------------------------------------------------------ interrupted runs
 
 
-def _size(path: Path) -> int:
-    """Bytes written so far, as allocated (what a copy has really written)."""
-    try:
-        return path.stat().st_blocks * 512
-    except FileNotFoundError:
-        return 0  # renamed into place meanwhile
-
-
-def _wait_for_a_growing_temp_file(dest: Path, process: subprocess.Popen[bytes]) -> None:
-    staging = dest / STAGING_NAME
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        temps = list(staging.glob("*.tmp")) if staging.is_dir() else []
-        if any(_size(temp) > 8 * MIB for temp in temps):
-            return
-        time.sleep(0.001)
-    pytest.fail("no temporary file grew before populate ended")
-
-
 def test_a_populate_killed_in_the_middle_of_a_blob_leaves_nothing_partial(
     store_factory: StoreFactory, tmpfs: MountTmpfs
 ) -> None:
@@ -322,7 +303,7 @@ def test_a_populate_killed_in_the_middle_of_a_blob_leaves_nothing_partial(
     command = [*CLI, "populate", "-q", "--verify", "--jobs", "1", "--source", built.root,
                "--dest", dest]  # fmt: skip
     process = subprocess.Popen([str(part) for part in [*command, "big:70b", "small:1b"]])
-    _wait_for_a_growing_temp_file(dest, process)
+    wait_for_a_growing_temp_file(dest, process, 8 * MIB)
     process.send_signal(signal.SIGKILL)
     process.wait()
 

@@ -410,9 +410,18 @@ def test_a_source_blob_linked_to_dev_zero_cannot_fill_the_ram_disk(host: Host) -
     assert os.statvfs(host.ramdisk).f_bfree >= used_before - 16
 
 
+# Started with the signals ignored, as a CI runner or a script's background job
+# starts a command: the run must still stop (the review's lost SIGINT).
+IGNORING_THEN_EXEC = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN);"
+    " signal.signal(signal.SIGTERM, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_a_long_verify_and_its_workers_at_once(
-    store_factory: StoreFactory, signum: int
+    store_factory: StoreFactory, signum: int, inherited: str
 ) -> None:
     built = store_factory({"big:1": [weights(1000, "b")]})
     # 16 GiB of zeros, sparse: a minute of hashing, ended after one second.
@@ -423,8 +432,9 @@ def test_a_signal_stops_a_long_verify_and_its_workers_at_once(
     document["layers"].append({"mediaType": "x", "digest": f"sha256:{big}", "size": 16 * 1024**3})
     built.manifest_path("big:1").write_text(json.dumps(document))
     env = {**os.environ, "PYTHONPATH": str(CORE)}
+    start = [sys.executable, "-c", IGNORING_THEN_EXEC] if inherited == "ignored" else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "ollama_ramdisk.cli", "verify", "--jobs", "2",
+        [*start, sys.executable, "-m", "ollama_ramdisk.cli", "verify", "--jobs", "2",
          "--store", built.root],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip

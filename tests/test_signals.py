@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ollama_ramdisk.desttree import STAGING_NAME
 from storegen import SyntheticStore, make_store, weights
 
 CORE = Path(__file__).resolve().parents[1] / "module_utils"
@@ -31,7 +32,6 @@ BATCHES = 4
 TRIALS_PER_BATCH = 17  # 4 batches x 3 commands x 17 = 204 trials
 STOP_BOUND = 1.0  # seconds from the signal to the process's end
 RUN_BOUND = 30.0
-STAGING = ".ollama-ramdisk-tmp"
 ROOT_ENTRIES = {"blobs", "manifests", ".ollama-ramdisk.lock", "ollama-ramdisk-written-back.json"}
 
 # Blobs of several sizes, so that a signal lands in copies of big and small
@@ -115,9 +115,9 @@ def _assert_whole(scene: Scene, store: Path, at_least: list[str]) -> None:
     if not store.exists():
         assert not at_least
         return
-    assert set(os.listdir(store)) - {STAGING} <= ROOT_ENTRIES, sorted(os.listdir(store))
-    if (store / STAGING).exists():
-        assert not os.listdir(store / STAGING), "temporary files were left"
+    assert set(os.listdir(store)) - {STAGING_NAME} <= ROOT_ENTRIES, sorted(os.listdir(store))
+    if (store / STAGING_NAME).exists():
+        assert not os.listdir(store / STAGING_NAME), "temporary files were left"
     blobs = store / "blobs"
     for entry in os.scandir(blobs) if blobs.exists() else []:
         assert entry.is_file(follow_symlinks=False), entry.path

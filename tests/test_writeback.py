@@ -11,11 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from ollama_ramdisk.desttree import STAGING_NAME
 from storegen import MountTmpfs, StoreFactory, SyntheticStore, make_store, text, weights
+from waiting import wait_for_a_growing_temp_file
 
 MIB = 1024 * 1024
 CORE = Path(__file__).resolve().parents[1] / "module_utils"
@@ -191,14 +192,8 @@ def test_a_writeback_killed_in_the_middle_of_a_blob_leaves_nothing_partial(
     command = [*CLI, "writeback", "-q", "--verify", "--reserve", "0", "--source", disk.root,
                "--dest", ram.root]  # fmt: skip
     process = subprocess.Popen([str(part) for part in command], env=env)
-    staging = disk.root / ".ollama-ramdisk-tmp"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        if staging.is_dir() and any(p.stat().st_blocks * 512 > 8 * MIB for p in staging.iterdir()):
-            break
-        time.sleep(0.001)
-    else:
-        pytest.fail("no temporary file grew before the write-back ended")
+    staging = disk.root / STAGING_NAME
+    wait_for_a_growing_temp_file(disk.root, process, 8 * MIB)
     process.send_signal(signal.SIGKILL)
     process.wait()
 
