@@ -17,7 +17,6 @@ export OLLAMA_RAMDISK_TEST_IMAGE ?= ollama-ramdisk-test:bookworm
 export ANSIBLE_FORCE_COLOR ?= $(if $(CI),0,1)
 export PY_COLORS ?= $(if $(CI),0,1)
 
-PLAYBOOKS := $(sort $(wildcard playbooks/*.yml))
 DEMO_INSTANCE := ollama-demo
 # Options of benchmarks/run.py, e.g. BENCH_ARGS="--quick" or "--repeat 9 --only 1,4",
 # of benchmarks/loads.py (the real Ollama), e.g. LOADS_ARGS="--repeat 3", of
@@ -40,18 +39,13 @@ venv: ## Create .venv with the project and its dev tools
 	scripts/ensure-host.sh venv
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile), playbook syntax, shellcheck
-	shellcheck scripts/*.sh .ci/run
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/yamllint --strict .
-	$(BIN)/ansible-lint
-	for playbook in $(PLAYBOOKS); do $(BIN)/ansible-playbook --syntax-check "$$playbook"; done
+	scripts/test-all.sh lint
 
 ollama: ensure-host ## Build the pinned Ollama from source and make the test models (cached per release)
 	scripts/ensure-host.sh models
 
-unit: venv ollama ## pytest: the core and the modules (the real Ollama too)
-	$(BIN)/pytest
+unit: venv ollama ## pytest: the core and the modules (the real Ollama too), in parallel
+	$(BIN)/pytest -n $$(( $$(nproc) + 1 )) --dist loadgroup
 
 compat: ensure-host ## The core's unit tests on Debian 11's Python 3.9 and Debian 13's Python 3.13
 	scripts/core-tests.sh bullseye
@@ -61,15 +55,16 @@ image: ## Build the local test image (skipped when present)
 	scripts/ensure-host.sh docker
 	scripts/build-test-image.sh
 
-molecule: ensure-host ollama image ## Molecule: every scenario on systemd instances
-	$(BIN)/molecule test --all --exclude demo --exclude fleet
+molecule: ensure-host ollama image ## Molecule: every scenario on systemd instances, two at a time
+	scripts/test-all.sh molecule
 
 molecule-trixie: ensure-host ollama ## Molecule: every scenario on Debian 13 instances (not in `make test`: time)
 	scripts/ensure-host.sh docker
 	SUITE=trixie scripts/build-test-image.sh
-	OLLAMA_RAMDISK_TEST_IMAGE=ollama-ramdisk-test:trixie $(BIN)/molecule test --all --exclude demo --exclude fleet
+	OLLAMA_RAMDISK_TEST_IMAGE=ollama-ramdisk-test:trixie scripts/test-all.sh molecule
 
-test: ensure-host lint unit compat molecule ## Everything CI runs: lint, unit tests, other Pythons, Molecule
+test: ## Everything CI runs: lint, unit tests, other Pythons, Molecule, side by side
+	scripts/test-all.sh
 
 demo: ensure-host ollama image ## A demo server with a sample store, provisioned by playbooks/site.yml
 	$(BIN)/molecule converge --scenario-name demo

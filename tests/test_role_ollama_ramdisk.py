@@ -425,6 +425,7 @@ def swap(tmp_path: Path) -> Iterator[Path]:
         swapfile.unlink()
 
 
+@pytest.mark.xdist_group("host_swap")  # swap is the whole machine's: one worker
 def test_without_swap_the_role_says_so_and_adds_no_option(host: Host) -> None:
     meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     if int(meminfo["SwapTotal"].split()[0]) != 0:
@@ -440,6 +441,7 @@ def test_without_swap_the_role_says_so_and_adds_no_option(host: Host) -> None:
     assert "noswap" not in mount["options"]
 
 
+@pytest.mark.xdist_group("host_swap")  # swap is the whole machine's: one worker
 def test_with_swap_the_ram_disk_is_mounted_noswap(host: Host, swap: Path) -> None:
     applied = host.apply()
 
@@ -452,6 +454,7 @@ def test_with_swap_the_ram_disk_is_mounted_noswap(host: Host, swap: Path) -> Non
     assert "noswap" in host.fstab.read_text()
 
 
+@pytest.mark.xdist_group("host_swap")  # swap is the whole machine's: one worker
 def test_noswap_false_with_swap_says_the_ram_disk_can_be_swapped(host: Host, swap: Path) -> None:
     applied = host.apply(ollama_ramdisk_noswap=False)
 

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Everything `make test` runs, side by side where the machine allows, on a
+# fresh Debian 12 machine or one that ran it before (every step reuses what an
+# earlier run built: the Ollama build, the test images, the wheels):
+#
+#   set-up     packages, the Docker engine, .venv (scripts/ensure-host.sh)
+#   ollama     the pinned Ollama and its engine built from source, the test
+#              models (CPU-bound: it has the cores to itself as far as it can)
+#   images     the Molecule test image and the two Debian roots of `compat`
+#              (network and disk: built while the engine compiles), then the
+#              compat suites
+#   lint       ruff, yamllint, ansible-lint, shellcheck, playbook syntax
+#   unit       pytest, in parallel (pytest-xdist), once Ollama is built
+#   molecule   each scenario in a process of its own, once Ollama and the
+#              test image are there (MOLECULE_JOBS at a time)
+#
+# Usage: scripts/test-all.sh [all|lint|molecule]   (lint, molecule: that job alone)
+#
+# Every job's output goes to the terminal with its name in front, and whole to
+# $TEST_LOGS/NAME.log; at the end a table says how long each took. The run
+# fails when any job failed, after all of them ended.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BIN=$ROOT/.venv/bin
+LOGS=${TEST_LOGS:-$ROOT/.cache/test-logs}
+# Workers of the unit suite; the suite waits on subprocesses (ansible-playbook,
+# Ollama) more than it computes, so one more than the cores.
+UNIT_JOBS=${UNIT_JOBS:-$(($(nproc) + 1))}
+MOLECULE_JOBS=${MOLECULE_JOBS:-2}
+# What `make molecule` runs: every scenario but the demo and the fleet
+# benchmark's, the longest first.
+SCENARIOS=(default writeback refusals)
+export PYTHONUNBUFFERED=1
+export PATH=$BIN:$PATH
+export OLLAMA_RAMDISK_TEST_IMAGE=${OLLAMA_RAMDISK_TEST_IMAGE:-ollama-ramdisk-test:bookworm}
+
+started=$SECONDS
+declare -A PID BEGAN TOOK
+ORDER=()
+FAILED=()
+
+log() { printf 'test-all: %s\n' "$*"; }
+
+# start NAME COMMAND...: run it in the background, its lines prefixed with NAME.
+start() {
+    local name=$1
+    shift
+    ORDER+=("$name")
+    BEGAN[$name]=$SECONDS
+    log "$name: started ($*)"
+    (
+        set -o pipefail
+        "$@" 2>&1 </dev/null | tee "$LOGS/$name.log" | sed -u "s/^/[$name] /"
+    ) &
+    PID[$name]=$!
+}
+
+# finish NAME: wait for it; note how long it took and whether it passed.
+finish() {
+    local name=$1
+    if wait "${PID[$name]}"; then
+        TOOK[$name]="$((SECONDS - BEGAN[$name]))s"
+        log "$name: passed in ${TOOK[$name]}"
+        return 0
+    fi
+    TOOK[$name]="$((SECONDS - BEGAN[$name]))s FAILED"
+    log "$name: FAILED after $((SECONDS - BEGAN[$name]))s (log: $LOGS/$name.log)"
+    FAILED+=("$name")
+    return 1
+}
+
+lint() {
+    shellcheck scripts/*.sh .ci/run
+    ruff check .
+    ruff format --check .
+    yamllint --strict .
+    ansible-lint
+    local playbook
+    for playbook in playbooks/*.yml; do
+        ansible-playbook --syntax-check "$playbook"
+    done
+}
+
+images() {
+    # One after another (they share one debootstrap cache): the test image,
+    # then each compat root and its suite, which needs no Ollama.
+    scripts/build-test-image.sh
+    scripts/core-tests.sh bullseye
+    scripts/core-tests.sh trixie
+}
+
+molecule_scenarios() {
+    # Each scenario is its own molecule process (own instances, own ephemeral
+    # directory), MOLECULE_JOBS at a time; xargs fails if any of them failed.
+    # shellcheck disable=SC2016 # $1 is expanded by the inner bash
+    printf '%s\n' "${SCENARIOS[@]}" | xargs -P "$MOLECULE_JOBS" -I{} \
+        bash -c 'set -o pipefail; molecule test --scenario-name "$1" 2>&1 | sed -u "s/^/[$1] /"' _ {}
+}
+
+case ${1:-all} in
+    all) ;;
+    lint) lint; exit ;;
+    molecule) molecule_scenarios; exit ;;
+    *) log "usage: $0 [all|lint|molecule]"; exit 2 ;;
+esac
+
+mkdir -p "$LOGS"
+log "set-up: packages, Docker engine, .venv"
+scripts/ensure-host.sh </dev/null
+log "set-up: done after $((SECONDS - started))s"
+
+start ollama scripts/ensure-host.sh models
+start images images
+start lint lint
+ollama_ok=0
+finish ollama && ollama_ok=1
+if ((ollama_ok)); then
+    start unit "$BIN/pytest" -n "$UNIT_JOBS" --dist loadgroup
+fi
+images_ok=0
+finish images && images_ok=1
+if ((ollama_ok && images_ok)); then
+    start molecule molecule_scenarios
+fi
+finish lint || true
+for name in unit molecule; do
+    [[ -n ${PID[$name]:-} ]] && { finish "$name" || true; }
+done
+
+log "where the time went (the whole run: $((SECONDS - started))s):"
+for name in "${ORDER[@]}"; do
+    printf 'test-all:   %-9s %s\n' "$name" "${TOOK[$name]}"
+done
+if ((${#FAILED[@]})); then
+    for name in "${FAILED[@]}"; do
+        log "the end of $name's log ($LOGS/$name.log):"
+        tail -n 60 "$LOGS/$name.log"
+    done
+    log "FAILED: ${FAILED[*]}"
+    exit 1
+fi
+# The closing lines of the test runners, together.
+grep -h -E '^=* ?[0-9]+ passed.* in [0-9.]+s' "$LOGS/unit.log" "$LOGS/images.log" 2>/dev/null || true
+log "all passed"
