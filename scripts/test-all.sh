@@ -51,22 +51,28 @@ start() {
     BEGAN[$name]=$SECONDS
     log "$name: started ($*)"
     (
-        set -o pipefail
+        set +e -o pipefail
         "$@" 2>&1 </dev/null | tee "$LOGS/$name.log" | sed -u "s/^/[$name] /"
+        status=$?
+        # When it ended, not when finish() got to it.
+        printf '%s\n' "$SECONDS" >"$LOGS/$name.ended"
+        exit "$status"
     ) &
     PID[$name]=$!
 }
 
 # finish NAME: wait for it; note how long it took and whether it passed.
 finish() {
-    local name=$1
-    if wait "${PID[$name]}"; then
-        TOOK[$name]="$((SECONDS - BEGAN[$name]))s"
-        log "$name: passed in ${TOOK[$name]}"
+    local name=$1 status=0 took
+    wait "${PID[$name]}" || status=$?
+    took=$(($(cat "$LOGS/$name.ended" 2>/dev/null || echo "$SECONDS") - BEGAN[$name]))
+    if ((status == 0)); then
+        TOOK[$name]="${took}s"
+        log "$name: passed in ${took}s"
         return 0
     fi
-    TOOK[$name]="$((SECONDS - BEGAN[$name]))s FAILED"
-    log "$name: FAILED after $((SECONDS - BEGAN[$name]))s (log: $LOGS/$name.log)"
+    TOOK[$name]="${took}s FAILED"
+    log "$name: FAILED after ${took}s (log: $LOGS/$name.log)"
     FAILED+=("$name")
     return 1
 }
@@ -131,7 +137,7 @@ done
 
 log "where the time went (the whole run: $((SECONDS - started))s):"
 for name in "${ORDER[@]}"; do
-    printf 'test-all:   %-9s %s\n' "$name" "${TOOK[$name]}"
+    printf 'test-all:   %-9s from %5ss: %s\n' "$name" "$((BEGAN[$name] - started))" "${TOOK[$name]}"
 done
 if ((${#FAILED[@]})); then
     for name in "${FAILED[@]}"; do
