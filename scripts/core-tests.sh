@@ -51,6 +51,7 @@ tar -C "$ROOT" --exclude=__pycache__ --exclude=.hypothesis \
         --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
         -v "$wheels:/wheels:ro" \
         -e PYTHONPATH=/project/module_utils:/project/tests -e PYTHONDONTWRITEBYTECODE=1 \
+        -e OLLAMA_RAMDISK_SIGNAL_BATCHES=1 \
         -e PIP_BREAK_SYSTEM_PACKAGES=1 -e PIP_DISABLE_PIP_VERSION_CHECK=1 \
         "$IMAGE" /bin/sh -euc '
             python3 -m pip install --quiet --no-index --find-links /wheels pytest hypothesis
