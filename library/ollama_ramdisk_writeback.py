@@ -39,8 +39,10 @@ options:
     required: true
   verify:
     description:
-      - Hash each blob while copying; a model with a blob that does not hash to
-        its name is not written back, and the module fails.
+      - Kept for playbooks that set it. Every blob is hashed while it is copied,
+        whatever this says (the RAM disk is written by any API client); a model
+        with a blob that does not hash to its name is not written back, and the
+        module fails.
     type: bool
     default: true
   owner:

@@ -660,3 +660,80 @@ def test_a_root_write_back_works_as_the_owner_and_follows_no_link(host: Host) ->
     written = host.source.root / "manifests/registry.ollama.ai/library/made/1"
     assert written.read_bytes() == made.read_bytes()
     assert (written.stat().st_uid, written.stat().st_gid) == (UID, GID)
+
+
+# ---------------------------------------------------------------- second review, 1
+
+
+def _ram_model(host: Host, name: str, digest: str, size: int) -> None:
+    """A model an API client made in the RAM disk: one layer, ``digest`` and ``size``."""
+    document = {"schemaVersion": 2, "config": {"mediaType": "x", "digest": f"sha256:{digest}",
+                "size": size}, "layers": []}  # fmt: skip
+    path = host.dest / f"manifests/registry.ollama.ai/library/{name}/1"
+    attacker_shell(f"mkdir -p '{path.parent}' && printf '%s' '{json.dumps(document)}' > '{path}'")
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_write_back_never_overwrites_a_blob_only_the_disk_store_has(
+    host: Host, verify: bool
+) -> None:
+    # A model of the disk store alone (not in the RAM disk): its digest is public.
+    disk_only = weights(48 * 1024, "disk only")
+    host.source.add("diskonly:1", [disk_only])
+    give_to_owner(host.source.root)
+    before = (host.source.root / disk_only.relpath).read_bytes()
+    # A model made in RAM names that digest with another size, and ships a file of it.
+    _ram_model(host, "evil", disk_only.hex, 1000)
+    attacker_shell(f"head -c 1000 /dev/urandom > '{host.dest}/blobs/{disk_only.filename}'")
+    made = host.dest / "manifests/registry.ollama.ai/library/made/1"
+    attacker_shell(f"mkdir -p '{made.parent}' && cp '{host.dest}/manifests/registry.ollama.ai/"
+                   f"library/m/1' '{made}'")  # fmt: skip
+
+    run = root_run("writeback", "--json", "--reserve", "0", *(["--verify"] if verify else []),
+                   "--source", host.source.root, "--dest", host.dest)  # fmt: skip
+
+    assert run.code == 1
+    assert "evil:1 not written back" in run.err
+    assert f"blobs/{disk_only.filename}" in run.err
+    assert (host.source.root / disk_only.relpath).read_bytes() == before
+    assert not (host.source.root / "manifests/registry.ollama.ai/library/evil/1").exists()
+    # The others go on: the model made in RAM from a real one is written back.
+    assert (host.source.root / "manifests/registry.ollama.ai/library/made/1").exists()
+    # And the disk store's model still fills a RAM disk, verified.
+    refill = root_run("populate", "-q", "--verify", "--source", host.source.root,
+                      "--dest", host.ramdisk / "again", "diskonly:1", "m:1")  # fmt: skip
+    assert refill.code == 0, refill.err
+
+
+def test_write_back_never_writes_a_ram_blob_that_does_not_hash_to_its_name(host: Host) -> None:
+    forged = "c0" * 32
+    _ram_model(host, "forged", forged, 4096)
+    attacker_shell(f"head -c 4096 /dev/urandom > '{host.dest}/blobs/sha256-{forged}'")
+
+    run = root_run("writeback", "--json", "--reserve", "0", "--source", host.source.root,
+                   "--dest", host.dest)  # fmt: skip
+
+    assert run.code == 1
+    assert f"forged:1 not written back: blobs/sha256-{forged}: content hashes to" in run.err
+    assert not (host.source.root / f"blobs/sha256-{forged}").exists()
+    staging = host.source.root / ".ollama-ramdisk-tmp"
+    assert not staging.exists() or not list(staging.iterdir())
+
+
+def test_a_corrupt_disk_blob_is_replaced_only_by_a_ram_copy_that_hashes_to_its_name(
+    host: Host,
+) -> None:
+    layer = host.source.models["m:2"].blobs[1]  # the weights, also in the RAM disk
+    disk_copy = host.source.root / layer.relpath
+    disk_copy.write_bytes(b"truncated")  # corrupt on disk, another size
+    # A model made in RAM that uses the same weights (the RAM copy is sound).
+    made = host.dest / "manifests/registry.ollama.ai/library/again/2"
+    attacker_shell(f"mkdir -p '{made.parent}' && cp '{host.dest}/manifests/registry.ollama.ai/"
+                   f"library/m/2' '{made}'")  # fmt: skip
+
+    run = root_run("writeback", "--json", "--reserve", "0", "--source", host.source.root,
+                   "--dest", host.dest)  # fmt: skip
+
+    assert run.code == 0, run.err
+    assert "does not hash to its name" in run.err
+    assert disk_copy.read_bytes() == (host.dest / layer.relpath).read_bytes()

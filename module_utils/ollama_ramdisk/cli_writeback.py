@@ -30,8 +30,11 @@ The RAM disk is written by any client of Ollama's API, so nothing in it is
 trusted: no link below its root is followed, only regular files with
 Ollama's names are read, and everything is written into --source only, with
 populate's rules (temporary file, rename, manifest last, space checked
-first, --verify hashing while copying). A --reserve stays free on the disk
-store: a model that would cross it is not written back and is reported.
+first). Every blob is hashed while it is copied, --verify or not: one that
+does not hash to its name is not written, nor is its model. A blob the disk
+store has is never replaced: a model whose manifest gives it another size is
+refused (unless the disk's copy is corrupt). A --reserve stays free on the
+disk store: a model that would cross it is not written back and is reported.
 
 Each model written back is added to a record in the disk store
 (ollama-ramdisk-written-back.json), and populate keeps recorded models in
@@ -65,7 +68,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--source", metavar="DIR", type=PATH, help="the disk store (written)")
     parser.add_argument("--dest", metavar="DIR", type=PATH, help="the store in the RAM disk")
-    add_flag(parser, "verify", "hash each blob while copying; a mismatch is not written")
+    add_flag(parser, "verify", "kept for configs that set it: blobs are always hashed")
     add_flag(parser, "dry-run", "report what would be written, change nothing")
     add_owner(parser)
     parser.add_argument(

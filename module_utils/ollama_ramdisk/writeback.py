@@ -13,8 +13,12 @@ write goes into the disk store only, with populate's rules:
 - the space is checked before the first byte, and a ``reserve`` stays free
   on the disk store: a model that would cross it is not written and is
   reported, so no client can fill the disk store through the RAM disk;
-- ``verify`` hashes while copying; a blob whose content does not hash to its
-  name is not written, nor is its model;
+- every blob is hashed while it is copied (``verify`` or not: the RAM disk
+  is hostile); one whose content does not hash to its name is not written,
+  nor is its model;
+- a blob the disk store has is never replaced: a model whose manifest gives
+  it another size is refused, unless the disk's copy does not hash to its
+  name (then a RAM copy that does replaces it);
 - both stores are locked (the disk store exclusively); a second run copies
   nothing; ``dry_run`` changes nothing at all.
 
@@ -37,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .copying import CopyFailed, HashMismatch, copy_blob
+from .copying import CopyFailed, HashMismatch, copy_blob, hash_fd
 from .defaults import LOCK_TIMEOUT, WRITEBACK_RESERVE
 from .desttree import DestTree, check_disjoint
 from .errors import (
@@ -186,13 +190,9 @@ class _Writeback:
                     found.append(name)
         return found
 
-    def _disk_has(self, relpath: str, size: int | None = None) -> bool:
+    def _disk_has(self, relpath: str) -> bool:
         status = self.disk.lstat(relpath)
-        return (
-            status is not None
-            and stat.S_ISREG(status.st_mode)
-            and (size is None or status.st_size == size)
-        )
+        return status is not None and stat.S_ISREG(status.st_mode)
 
     def _read(self, name: ModelName) -> _Model | None:
         relpath = name.manifest_relpath
@@ -205,10 +205,40 @@ class _Writeback:
         except MalformedManifest as error:
             self._refuse(name.qualified, str(error))
             return None
-        to_copy = [
-            b.filename for b in manifest.blobs if not self._disk_has(f"blobs/{b.filename}", b.size)
-        ]
+        to_copy = []
+        for blob in manifest.blobs:
+            relpath = f"blobs/{blob.filename}"
+            status = self.disk.lstat(relpath)
+            if status is None or not stat.S_ISREG(status.st_mode):
+                to_copy.append(blob.filename)
+            elif status.st_size != blob.size:
+                # The disk store's blob is never replaced by what the RAM disk
+                # claims, unless the disk's copy is itself corrupt.
+                if self._disk_blob_sound(relpath, blob.hex, status.st_size):
+                    self._refuse(
+                        name.qualified,
+                        f"its manifest gives {relpath} {blob.size} bytes, but the disk store's"
+                        f" copy has {status.st_size} and hashes to its name; it stays as it is",
+                        VerificationFailed,
+                    )
+                    return None
+                self.reporter.warn(
+                    f"{self.disk.root / relpath} does not hash to its name: replaced by the"
+                    f" RAM disk's copy of {name.qualified} if that one does"
+                )
+                to_copy.append(blob.filename)
         return _Model(manifest, to_copy)
+
+    def _disk_blob_sound(self, relpath: str, hex_digest: str, size: int) -> bool:
+        try:
+            fd, _ = self.disk.open_regular(relpath)
+        except OSError:
+            return False
+        try:
+            nbytes, digest = hash_fd(fd, size)
+        finally:
+            os.close(fd)
+        return nbytes == size and digest == hex_digest.lower()
 
     def _skipped(self, path: Path, kind: str) -> None:
         relpath = path.relative_to(self.ram.root).as_posix()
@@ -277,12 +307,14 @@ class _Writeback:
         for name in new:
             relpath = f"blobs/{name}"
             try:
+                # Always hashed, --verify or not: the RAM disk is any API client's,
+                # and a blob under a sha256 name must hash to it.
                 copy_blob(
                     self.disk,
                     self.ram.root / relpath,
                     relpath,
                     sizes[name],
-                    expected_hex=digests[name] if self.options.verify else None,
+                    expected_hex=digests[name],
                     source_tree=self.ram,
                 )
             except CopyFailed as failure:
