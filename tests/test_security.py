@@ -61,13 +61,15 @@ class Result:
         return json.loads(self.out)
 
 
-def root_run(*argv: object, timeout: float = BOUND) -> Result:
-    """The command as root in a process of its own, so that a hang is caught."""
+def root_run(*argv: object, timeout: float = BOUND, open_files: int | None = None) -> Result:
+    """The command as root in a process of its own, so that a hang is caught;
+    ``open_files`` limits its descriptors as systemd's default LimitNOFILE does."""
     started = time.monotonic()
     env = {**os.environ, "PYTHONPATH": str(CORE)}
+    limit = ["prlimit", f"--nofile={open_files}:{open_files}", "--"] if open_files else []
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "ollama_ramdisk.cli", *map(str, argv)],
+            [*limit, sys.executable, "-m", "ollama_ramdisk.cli", *map(str, argv)],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -737,3 +739,117 @@ def test_a_corrupt_disk_blob_is_replaced_only_by_a_ram_copy_that_hashes_to_its_n
     assert run.code == 0, run.err
     assert "does not hash to its name" in run.err
     assert disk_copy.read_bytes() == (host.dest / layer.relpath).read_bytes()
+
+
+# ---------------------------------------------------------------- second review, 2 to 4
+
+FLOOD = 5000
+FLOOD_BOUND = 90.0  # seconds a refill or a write-back may take with the flood
+MANIFESTS = "manifests/registry.ollama.ai/library"
+
+
+def _flood_ram(host: Host, names: list[tuple[str, str]], template: str = "m/1") -> None:
+    """As an API client does with `ollama cp`: one manifest per name, as the owner."""
+    script = (
+        "import os, sys\n"
+        f"raw = open({str(host.dest / MANIFESTS / template)!r}, 'rb').read()\n"
+        f"root = {str(host.dest / 'manifests')!r}\n"
+        "for line in sys.stdin.read().splitlines():\n"
+        "    directory, tag = line.rsplit(' ', 1)\n"
+        "    os.makedirs(os.path.join(root, directory), exist_ok=True)\n"
+        "    open(os.path.join(root, directory, tag), 'wb').write(raw)\n"
+    )
+    lines = "\n".join(f"{directory} {tag}" for directory, tag in names)
+    subprocess.run(
+        ["setpriv", f"--reuid={UID}", f"--regid={GID}", "--clear-groups", "--",
+         sys.executable, "-c", script],
+        input=lines, text=True, check=True, timeout=BOUND,
+    )  # fmt: skip
+
+
+def _reboot_and_refill(host: Host, open_files: int | None = None) -> Result:
+    """A reboot empties the RAM disk; ExecStartPre refills it as the role runs it."""
+    attacker_shell(f"rm -rf '{host.dest}'")
+    return root_run(
+        "populate", "-q", "--prune", "--fallback-link", "--source", host.source.root,
+        "--dest", host.dest, "--owner", f"{USER}:{GROUP}", *host.source.models,
+        timeout=FLOOD_BOUND, open_files=open_files,
+    )  # fmt: skip
+
+
+def _manifests_in(store: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(store / "manifests"))
+
+
+def test_a_flood_of_models_in_ram_exhausts_no_descriptor_of_the_refill_or_the_write_back(
+    host: Host,
+) -> None:
+    _flood_ram(host, [(f"registry.ollama.ai/library/flood{i}", "1") for i in range(FLOOD)])
+
+    refill = root_run(
+        "populate", "--json", "--prune", "--fallback-link", "--source", host.source.root,
+        "--dest", host.dest, "--owner", f"{USER}:{GROUP}", *host.source.models,
+        timeout=FLOOD_BOUND, open_files=1024,
+    )  # fmt: skip
+    written = root_run(
+        "writeback", "--json", "--reserve", "0", "--source", host.source.root,
+        "--dest", host.dest, timeout=FLOOD_BOUND, open_files=1024,
+    )  # fmt: skip
+    again = _reboot_and_refill(host, open_files=1024)
+
+    assert refill.code == 0, refill.err[-2000:]
+    assert len(refill.json["ram_only"]) == FLOOD
+    assert written.code == 0, written.err[-2000:]
+    assert len(written.json["written"]) == FLOOD
+    assert again.code == 0, again.err[-2000:]
+    assert _manifests_in(host.dest) == FLOOD + len(host.source.models)  # all still listed
+    assert max(refill.seconds, written.seconds, again.seconds) < FLOOD_BOUND
+
+
+def test_a_record_flooded_past_its_bound_refuses_new_names_and_keeps_the_old(host: Host) -> None:
+    # A user's model made in RAM and written back: recorded.
+    _flood_ram(host, [("registry.ollama.ai/library/mine", "1")])
+    first = root_run("writeback", "--reserve", "0", "--source", host.source.root,
+                     "--dest", host.dest)  # fmt: skip
+    assert first.code == 0, first.err
+    # Then 2,300 `ollama cp` under the longest names a file system takes (a
+    # host is one directory: 255 bytes at most).
+    long_host = "h" * 247 + ".example"
+    _flood_ram(host, [(f"{long_host}/{'n' * 75}{i:05d}/{'m' * 75}{i:05d}", f"{'t' * 75}{i:05d}")
+                      for i in range(2300)])  # fmt: skip
+
+    flooded = root_run("writeback", "--reserve", "0", "--source", host.source.root,
+                       "--dest", host.dest, timeout=FLOOD_BOUND)  # fmt: skip
+    refill = _reboot_and_refill(host)
+    after = root_run("writeback", "--reserve", "0", "--source", host.source.root,
+                     "--dest", host.dest)  # fmt: skip
+
+    assert flooded.code == 0, flooded.err[-2000:]
+    assert "the record of written-back models is full" in flooded.err
+    record = host.source.root / "ollama-ramdisk-written-back.json"
+    assert record.stat().st_size <= 1024 * 1024
+    assert refill.code == 0, refill.err[-2000:]
+    assert (host.dest / MANIFESTS / "mine/1").exists()  # still in `ollama list`
+    assert "registry.ollama.ai/library/mine:1" in json.loads(record.read_text())["models"]
+    assert after.code == 0, after.err[-2000:]
+    assert "registry.ollama.ai/library/mine:1" in json.loads(record.read_text())["models"]
+
+
+def test_a_record_of_130000_short_names_keeps_the_refill_and_the_write_back_quick(
+    host: Host,
+) -> None:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    names = ["".join(digits[i // 36**place % 36] for place in range(4)) for i in range(130_000)]
+    record = host.source.root / "ollama-ramdisk-written-back.json"
+    raw = json.dumps({"models": names}, separators=(",", ":"))
+    assert len(raw) <= 1024 * 1024
+    record.write_text(raw)  # as the disk store's owner writes it
+    os.chown(record, UID, GID)
+
+    refill = _reboot_and_refill(host)
+    written = root_run("writeback", "--reserve", "0", "--source", host.source.root,
+                       "--dest", host.dest, timeout=FLOOD_BOUND)  # fmt: skip
+
+    assert refill.code == 0, refill.err[-2000:]
+    assert written.code == 0, written.err[-2000:]
+    assert max(refill.seconds, written.seconds) < FLOOD_BOUND

@@ -73,7 +73,8 @@ def copy_blob(
     ``source`` is the same relpath under that tree, opened without following
     any link (a store any API client can write into, such as the RAM disk).
     """
-    parent, name = tree.open_parent(relpath)
+    parent_rel, _, name = relpath.rpartition("/")
+    parent = tree.dir_fd(parent_rel)  # blobs/: an anchor, open for the whole run
     staging = tree.staging_fd()
     assert parent is not None
     temp = temp_name(name)

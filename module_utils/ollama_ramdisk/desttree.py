@@ -17,6 +17,7 @@ import errno
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import InvalidOption, OperationFailed
@@ -54,7 +55,12 @@ def unsafe_path(path: Path, what: str) -> OperationFailed:
 
 class DestTree:
     """A destination store root and the directories below it, opened without
-    following symlinks. Directory descriptors are cached and closed by close()."""
+    following symlinks. The anchors (the root and the directories right below
+    it: ``blobs``, ``manifests``, the staging directory) are opened once and
+    closed by close(); a directory deeper down (a model's manifests) is opened
+    for one operation and closed after it, so that the descriptors a run holds
+    never grow with the number of models (a RAM disk flooded by ``ollama cp``
+    would otherwise exhaust them)."""
 
     def __init__(self, root: Path, owner: Owner | None = None, option: str = "dest") -> None:
         self.root = Path(root)
@@ -138,11 +144,14 @@ class DestTree:
     # -- directories below the root
 
     def dir_fd(self, relpath: str, create: bool = False) -> int | None:
-        """A descriptor of ``relpath`` (``blobs``, ``manifests/host/ns/model``).
+        """The cached descriptor of an anchor (``""``, ``blobs``, ``manifests``,
+        the staging directory).
 
-        None when it (or a parent) does not exist and ``create`` is false;
-        OperationFailed when a component is a symlink or not a directory.
+        None when it does not exist and ``create`` is false; OperationFailed
+        when it is a symlink or not a directory.
         """
+        if "/" in relpath:
+            raise ValueError(f"{relpath}: not an anchor directory; use directory()")
         with self._fds_lock:
             if relpath in self._fds:
                 return self._fds[relpath]
@@ -187,40 +196,70 @@ class DestTree:
             return unsafe_path(path, kind)
         return OSError(error.errno, error.strerror, str(path))
 
+    @contextlib.contextmanager
+    def directory(self, relpath: str, create: bool = False) -> Iterator[int | None]:
+        """A descriptor of any directory below the root, for the ``with`` block:
+        an anchor's cached one, or one opened for the block and closed after it.
+        None when it (or a parent) does not exist and ``create`` is false."""
+        if "/" not in relpath:
+            yield self.dir_fd(relpath, create)
+            return
+        fd = self._open_deep(relpath, create)
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _open_deep(self, relpath: str, create: bool) -> int | None:
+        """Open a directory below an anchor, one component at a time, closing
+        each one on the way once its child is open."""
+        parent_rel, _, name = relpath.rpartition("/")
+        if "/" not in parent_rel:
+            parent = self.dir_fd(parent_rel, create)
+            return None if parent is None else self._open_child(parent, relpath, name, create)
+        parent = self._open_deep(parent_rel, create)
+        if parent is None:
+            return None
+        try:
+            return self._open_child(parent, relpath, name, create)
+        finally:
+            os.close(parent)
+
     # -- entries
 
-    def open_parent(self, relpath: str, create: bool = False) -> tuple[int | None, str]:
-        """(descriptor of relpath's directory, its last name); the directories on
-        the way are opened (created with ``create``), None when one is missing."""
+    @contextlib.contextmanager
+    def parent_of(self, relpath: str, create: bool = False) -> Iterator[tuple[int | None, str]]:
+        """(descriptor of relpath's directory, its last name) for the ``with``
+        block; the directories on the way are opened (created with ``create``),
+        None when one is missing."""
         parent_rel, _, name = relpath.rpartition("/")
-        return self.dir_fd(parent_rel, create), name
+        with self.directory(parent_rel, create) as parent:
+            yield parent, name
 
     def lstat(self, relpath: str) -> os.stat_result | None:
         """The entry itself (a symlink is not followed); None when absent."""
-        parent, name = self.open_parent(relpath)
-        if parent is None:
-            return None
-        try:
-            return os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
+        with self.parent_of(relpath) as (parent, name):
+            if parent is None:
+                return None
+            try:
+                return os.stat(name, dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
 
     def readlink(self, relpath: str) -> str | None:
-        parent, name = self.open_parent(relpath)
-        if parent is None:
-            return None
-        try:
-            return os.readlink(name, dir_fd=parent)
-        except (FileNotFoundError, OSError):
-            return None
+        with self.parent_of(relpath) as (parent, name):
+            if parent is None:
+                return None
+            try:
+                return os.readlink(name, dir_fd=parent)
+            except (FileNotFoundError, OSError):
+                return None
 
     def read_regular(self, relpath: str, limit: int) -> bytes | None:
         """A small regular file's bytes; None when absent, a symlink or not regular."""
-        parent, name = self.open_parent(relpath)
-        if parent is None:
-            return None
         try:
-            fd, _ = open_regular(name, dir_fd=parent, follow=False)
+            fd, _ = self.open_regular(relpath)
         except (FileNotFoundError, IsADirectoryError, NotRegular):
             return None
         except OSError as error:
@@ -234,46 +273,47 @@ class DestTree:
         """A regular file below the root, no link followed on the way: (fd, fstat).
 
         OSError (ELOOP for a link, NotRegular, ENOENT) when it is anything else."""
-        parent, name = self.open_parent(relpath)
-        if parent is None:
-            raise FileNotFoundError(errno.ENOENT, "no such file", str(self.root / relpath))
         path = str(self.root / relpath)
-        try:
-            return open_regular(name, dir_fd=parent, follow=False)
-        except NotRegular as error:
-            raise NotRegular(path, error.mode) from None
-        except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise OSError(error.errno, "a symlink, never followed here", path) from None
-            raise OSError(error.errno, error.strerror, path) from None
+        with self.parent_of(relpath) as (parent, name):
+            if parent is None:
+                raise FileNotFoundError(errno.ENOENT, "no such file", path)
+            try:
+                return open_regular(name, dir_fd=parent, follow=False)
+            except NotRegular as error:
+                raise NotRegular(path, error.mode) from None
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    raise OSError(error.errno, "a symlink, never followed here", path) from None
+                raise OSError(error.errno, error.strerror, path) from None
 
     def list_dir(self, relpath: str) -> list[str]:
         """Names in a directory below the root; empty when it does not exist."""
-        fd = self.dir_fd(relpath)
-        if fd is None:
-            return []
-        with os.scandir(fd) as entries:
-            return sorted(entry.name for entry in entries)
+        with self.directory(relpath) as fd:
+            if fd is None:
+                return []
+            with os.scandir(fd) as entries:
+                return sorted(entry.name for entry in entries)
 
     def unlink(self, relpath: str) -> None:
         """Remove a file or symlink (only the link: unlink never follows)."""
-        parent, name = self.open_parent(relpath)
-        if parent is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name, dir_fd=parent)
+        with self.parent_of(relpath) as (parent, name):
+            if parent is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=parent)
 
     def remove_empty_dirs(self, relpath: str, stop_at: str) -> list[str]:
         """Remove ``relpath`` and its parents while empty, up to (excluding) ``stop_at``."""
         removed: list[str] = []
         while relpath and relpath != stop_at and (not stop_at or relpath.startswith(stop_at + "/")):
-            parent, name = self.open_parent(relpath)
-            if parent is None:
-                break
-            try:
-                os.rmdir(name, dir_fd=parent)
-            except OSError:
-                break  # not empty (or already gone): the chain stops here
-            fd = self._fds.pop(relpath, None)
+            with self.parent_of(relpath) as (parent, name):
+                if parent is None:
+                    break
+                try:
+                    os.rmdir(name, dir_fd=parent)
+                except OSError:
+                    break  # not empty (or already gone): the chain stops here
+            with self._fds_lock:
+                fd = self._fds.pop(relpath, None)
             if fd is not None:
                 os.close(fd)
             removed.append(relpath)
@@ -311,40 +351,40 @@ class DestTree:
 
     def install_bytes(self, relpath: str, data: bytes, fsync: bool = True) -> None:
         """Write ``data`` to a temporary file, then rename it to ``relpath``."""
-        parent, name = self.open_parent(relpath, create=True)
-        assert parent is not None
         staging = self.staging_fd()
-        temp = temp_name(name)
-        fd = os.open(temp, TEMP_FLAGS, 0o600, dir_fd=staging)
-        try:
+        with self.parent_of(relpath, create=True) as (parent, name):
+            assert parent is not None
+            temp = temp_name(name)
+            fd = os.open(temp, TEMP_FLAGS, 0o600, dir_fd=staging)
             try:
-                write_all(fd, memoryview(data))
-                apply_owner(fd, self.owner, FILE_MODE)
-                if fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(temp, name, src_dir_fd=staging, dst_dir_fd=parent)
-        except BaseException:
-            discard(temp, staging)
-            raise
+                try:
+                    write_all(fd, memoryview(data))
+                    apply_owner(fd, self.owner, FILE_MODE)
+                    if fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(temp, name, src_dir_fd=staging, dst_dir_fd=parent)
+            except BaseException:
+                discard(temp, staging)
+                raise
 
     def install_symlink(self, relpath: str, target: str) -> None:
         """Create a symlink under a temporary name, then rename it to ``relpath``."""
-        parent, name = self.open_parent(relpath, create=True)
-        assert parent is not None
         staging = self.staging_fd()
-        temp = temp_name(name)
-        os.symlink(target, temp, dir_fd=staging)
-        try:
-            if self.owner is not None:
-                os.chown(
-                    temp, self.owner.uid, self.owner.gid, dir_fd=staging, follow_symlinks=False
-                )
-            os.rename(temp, name, src_dir_fd=staging, dst_dir_fd=parent)
-        except BaseException:
-            discard(temp, staging)
-            raise
+        with self.parent_of(relpath, create=True) as (parent, name):
+            assert parent is not None
+            temp = temp_name(name)
+            os.symlink(target, temp, dir_fd=staging)
+            try:
+                if self.owner is not None:
+                    os.chown(
+                        temp, self.owner.uid, self.owner.gid, dir_fd=staging, follow_symlinks=False
+                    )
+                os.rename(temp, name, src_dir_fd=staging, dst_dir_fd=parent)
+            except BaseException:
+                discard(temp, staging)
+                raise
 
 
 def temp_name(final_name: str) -> str:

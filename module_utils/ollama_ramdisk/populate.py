@@ -212,8 +212,12 @@ def _written_back(source: Store, options: PopulateOptions, reporter: Reporter) -
     out with a warning: it must never keep ollama.service from starting."""
     listed = set(parse_names([*options.models, *options.cold]))
     kept = []
+    gone = []  # a record may name thousands (record.py bounds it): one line for them all
     for name in read_record(source.root, reporter.warn):
         if name in listed:
+            continue
+        if not source.has_manifest(name):
+            gone.append(name.short)
             continue
         try:
             source.check_blobs(source.read_manifest(name))
@@ -221,6 +225,11 @@ def _written_back(source: Store, options: PopulateOptions, reporter: Reporter) -
             reporter.warn(f"written-back model {name.short} not kept: {error}")
             continue
         kept.append(name)
+    if gone:
+        reporter.warn(
+            f"{len(gone)} written-back model(s) no longer in {source.root}, not kept:"
+            f" {', '.join(gone[:5])}{', ...' if len(gone) > 5 else ''}"
+        )
     return kept
 
 

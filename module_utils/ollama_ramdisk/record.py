@@ -68,16 +68,15 @@ def parse_record(raw: bytes, path: Path, warn: Callable[[str], None]) -> list[Mo
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
         warn(f'{path} is not a record of models ({{"models": [...]}}): ignored')
         return []
-    names: list[ModelName] = []
+    names: dict[ModelName, None] = {}  # in order, each once, without a list scan
     for entry in entries:
         try:
             name = parse_name(entry)
         except InvalidName as error:
             warn(f"{path}: {error}: ignored")
             continue
-        if name not in names:
-            names.append(name)
-    return names
+        names.setdefault(name)
+    return list(names)
 
 
 def load_record(tree: DestTree, warn: Callable[[str], None]) -> list[ModelName]:
@@ -90,11 +89,32 @@ def load_record(tree: DestTree, warn: Callable[[str], None]) -> list[ModelName]:
     return parse_record(raw, tree.root / RECORD_NAME, warn)
 
 
-def write_record(tree: DestTree, names: Iterable[ModelName]) -> None:
-    """Replace the record atomically (temporary file, rename) with ``names``."""
-    models = sorted({name.qualified for name in names})
-    data = json.dumps({"comment": _COMMENT, "models": models}, indent=2) + "\n"
-    tree.install_bytes(RECORD_NAME, data.encode("utf-8"))
+def write_record(
+    tree: DestTree, kept: Iterable[ModelName], added: Iterable[ModelName]
+) -> list[ModelName]:
+    """Replace the record atomically (temporary file, rename) with ``kept`` and
+    as many of ``added`` as fit within MAX_RECORD_BYTES, the size read_record
+    reads: what this writes is always read back, and a record flooded with
+    names refuses the newest, never drops an older one. The refused, in order."""
+    models = {name.qualified for name in kept}
+    size = len(_encode(sorted(models)))
+    refused = []
+    for name in added:
+        if name.qualified in models:
+            continue
+        # A name costs its JSON string, a comma, a newline and the indent.
+        cost = len(json.dumps(name.qualified)) + 6
+        if size + cost > MAX_RECORD_BYTES:
+            refused.append(name)
+            continue
+        models.add(name.qualified)
+        size += cost
+    tree.install_bytes(RECORD_NAME, _encode(sorted(models)))
+    return refused
+
+
+def _encode(models: list[str]) -> bytes:
+    return (json.dumps({"comment": _COMMENT, "models": models}, indent=2) + "\n").encode("utf-8")
 
 
 def remove_record(tree: DestTree) -> None:

@@ -55,7 +55,7 @@ from .identity import acting_as, run_identity
 from .names import ModelName
 from .owners import parse_owner
 from .progress import Reporter, summary_line
-from .record import load_record, write_record
+from .record import MAX_RECORD_BYTES, load_record, write_record
 from .sizes import PAGE_SIZE, human, parse_size, round_up
 from .store import MAX_MANIFEST_BYTES, Manifest, Store, parse_manifest
 from .storelock import StoreLock, check_lock_timeout
@@ -179,12 +179,13 @@ class _Writeback:
 
     def to_write(self) -> list[ModelName]:
         """RAM-only models, and recorded ones whose manifest changed in RAM."""
+        recorded = set(self.recorded)
         found = []
         for name in self.in_ram:
             relpath = name.manifest_relpath
             if not self._disk_has(relpath):
                 found.append(name)
-            elif name in self.recorded:
+            elif name in recorded:
                 ram = self.ram.read_regular(relpath, MAX_MANIFEST_BYTES)
                 if ram is not None and ram != self.disk.read_regular(relpath, MAX_MANIFEST_BYTES):
                     found.append(name)
@@ -337,20 +338,30 @@ class _Writeback:
         )
 
     def _update_record(self) -> None:
-        written = [name for name in self.in_ram if name.qualified in self.result.written]
+        written_names = set(self.result.written)
+        written = [name for name in self.in_ram if name.qualified in written_names]
         kept = self.recorded
         if self.options.forget_removed:
-            kept = [name for name in self.recorded if name in self.in_ram]
+            in_ram = set(self.in_ram)
+            kept = [name for name in self.recorded if name in in_ram]
             for name in self.recorded:
-                if name not in kept:
+                if name not in in_ram:
                     self.result.forgotten.append(name.qualified)
                     self.reporter.warn(
                         f"forgot {name.qualified}: it is no longer in the RAM disk"
                         f" (still in {self.disk.root}, nothing deleted)"
                     )
-        wanted = kept + [name for name in written if name not in kept]
-        if wanted != self.recorded and not self.options.dry_run:
-            write_record(self.disk, wanted)
+        recorded = set(self.recorded)
+        added = [name for name in written if name not in recorded]
+        if (added or len(kept) != len(self.recorded)) and not self.options.dry_run:
+            refused = write_record(self.disk, kept, added)
+            if refused:
+                self.reporter.warn(
+                    f"the record of written-back models is full ({MAX_RECORD_BYTES} bytes):"
+                    f" {len(refused)} model(s) written back to {self.disk.root} but not"
+                    f" recorded, so not in `ollama list` after a reboot until named in the"
+                    f" inventory or forgotten models make room, first {refused[0].qualified}"
+                )
 
     def raise_failures(self) -> None:
         if not self.failures:
