@@ -13,7 +13,7 @@ from .desttree import TEMP_FLAGS, DestTree, discard, temp_name, write_all
 from .owners import FILE_MODE, Owner, apply_owner
 from .safeio import open_regular
 from .sizes import MIB
-from .stopping import check_stop
+from .stopping import check_stop, signals_deferred
 
 if TYPE_CHECKING:
     import hashlib
@@ -73,45 +73,48 @@ def copy_blob(
     ``source`` is the same relpath under that tree, opened without following
     any link (a store any API client can write into, such as the RAM disk).
     """
-    parent_rel, _, name = relpath.rpartition("/")
-    parent = tree.dir_fd(parent_rel)  # blobs/: an anchor, open for the whole run
-    staging = tree.staging_fd()
-    assert parent is not None
-    temp = temp_name(name)
-    try:
-        if source_tree is not None:
-            src, status = source_tree.open_regular(relpath)
-        else:
-            # Links in the source store are followed, with the store owner's
-            # rights (identity.py): only to regular files that user could read.
-            src, status = open_regular(source)
-    except OSError as error:
-        raise CopyFailed(source, f"cannot be read ({error.strerror})") from None
-    try:
-        actual = status.st_size
-        if actual != size:
-            raise CopyFailed(source, f"has {actual} bytes, the manifest says {size}")
-        dst = os.open(temp, TEMP_FLAGS, 0o600, dir_fd=staging)
+    # Deferred: the temporary file is made and removed (or renamed) whole; a
+    # signal still stops the copy at its next chunk (check_stop).
+    with signals_deferred():
+        parent_rel, _, name = relpath.rpartition("/")
+        parent = tree.dir_fd(parent_rel)  # blobs/: an anchor, open for the whole run
+        staging = tree.staging_fd()
+        assert parent is not None
+        temp = temp_name(name)
         try:
-            _fill(
-                src,
-                dst,
-                source,
-                size,
-                expected_hex=expected_hex,
-                progress=progress,
-                fsync=fsync,
-                owner=tree.owner,
-                huge_pages=tree.huge_pages,
-            )
-            os.rename(temp, name, src_dir_fd=staging, dst_dir_fd=parent)
-        except BaseException:
-            discard(temp, staging)
-            raise
+            if source_tree is not None:
+                src, status = source_tree.open_regular(relpath)
+            else:
+                # Links in the source store are followed, with the store owner's
+                # rights (identity.py): only to regular files that user could read.
+                src, status = open_regular(source)
+        except OSError as error:
+            raise CopyFailed(source, f"cannot be read ({error.strerror})") from None
+        try:
+            actual = status.st_size
+            if actual != size:
+                raise CopyFailed(source, f"has {actual} bytes, the manifest says {size}")
+            dst = os.open(temp, TEMP_FLAGS, 0o600, dir_fd=staging)
+            try:
+                _fill(
+                    src,
+                    dst,
+                    source,
+                    size,
+                    expected_hex=expected_hex,
+                    progress=progress,
+                    fsync=fsync,
+                    owner=tree.owner,
+                    huge_pages=tree.huge_pages,
+                )
+                os.rename(temp, name, src_dir_fd=staging, dst_dir_fd=parent)
+            except BaseException:
+                discard(temp, staging)
+                raise
+            finally:
+                _close_quietly(dst)
         finally:
-            _close_quietly(dst)
-    finally:
-        os.close(src)
+            os.close(src)
 
 
 def _close_quietly(fd: int) -> None:

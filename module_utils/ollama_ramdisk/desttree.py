@@ -25,6 +25,7 @@ from .identity import make_owned_directory
 from .mounts import gets_huge_pages
 from .owners import DIR_MODE, FILE_MODE, Owner, apply_owner
 from .safeio import NotRegular, open_regular
+from .stopping import signals_deferred
 from .store import read_limited
 
 LOCK_NAME = ".ollama-ramdisk.lock"
@@ -350,9 +351,10 @@ class DestTree:
     # -- atomic installs
 
     def install_bytes(self, relpath: str, data: bytes, fsync: bool = True) -> None:
-        """Write ``data`` to a temporary file, then rename it to ``relpath``."""
+        """Write ``data`` to a temporary file, then rename it to ``relpath``
+        (signals deferred: a temporary file is never left half-made)."""
         staging = self.staging_fd()
-        with self.parent_of(relpath, create=True) as (parent, name):
+        with signals_deferred(), self.parent_of(relpath, create=True) as (parent, name):
             assert parent is not None
             temp = temp_name(name)
             fd = os.open(temp, TEMP_FLAGS, 0o600, dir_fd=staging)
@@ -372,7 +374,7 @@ class DestTree:
     def install_symlink(self, relpath: str, target: str) -> None:
         """Create a symlink under a temporary name, then rename it to ``relpath``."""
         staging = self.staging_fd()
-        with self.parent_of(relpath, create=True) as (parent, name):
+        with signals_deferred(), self.parent_of(relpath, create=True) as (parent, name):
             assert parent is not None
             temp = temp_name(name)
             os.symlink(target, temp, dir_fd=staging)

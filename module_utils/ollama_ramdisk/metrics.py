@@ -24,6 +24,7 @@ from .errors import RamdiskError
 from .ollama_api import RunningModel, api_base, running_models
 from .runreport import REPORTED_COMMANDS, SUMMARIES, RunReport
 from .status import RESIDENCIES, StoreStatus
+from .stopping import signals_deferred
 
 TEXTFILE_MODE = 0o644
 # Ollama writes a keep-alive of -1 as an expiry centuries away: that is "never".
@@ -275,6 +276,11 @@ def write_prometheus(status: StoreStatus, path: Path, **series: object) -> None:
     collector would pick up. ``series`` are prometheus_text's keywords.
     """
     text = prometheus_text(status, **series)  # type: ignore[arg-type]
+    with signals_deferred():  # no temporary file left by a signal between two lines
+        _replace_textfile(path, text)
+
+
+def _replace_textfile(path: Path, text: str) -> None:
     descriptor, temporary = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
     )
