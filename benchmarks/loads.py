@@ -156,12 +156,13 @@ class Server:
         with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310 - loopback
             return json.loads(response.read())
 
-    def load(self, model: str, mmap: bool) -> tuple[float, float]:
-        """(wall seconds, Ollama's load_duration seconds) of one load and one token.
+    def load(self, model: str, mmap: bool | None) -> tuple[float, float]:
+        """(wall seconds, Ollama's load_duration seconds) of one load and one token;
+        ``mmap`` None leaves ``use_mmap`` to Ollama.
 
         A request with only ``model`` and ``keep_alive`` loads too, but its answer
         carries no load_duration: one token costs milliseconds and reports it."""
-        options: dict = {"num_predict": 1, **({"use_mmap": True} if mmap else {})}
+        options: dict = {"num_predict": 1, **({} if mmap is None else {"use_mmap": mmap})}
         body = {"model": model, "prompt": "Hi", "stream": False, "keep_alive": "10m",
                 "options": options}  # fmt: skip
         started = time.monotonic()
@@ -195,7 +196,7 @@ class Condition:
     label: str
     store: Path
     cold: bool = False
-    model: str = MODELS[0]
+    model: str = MODELS[0]  # the larger of the two, on a GPU host (--models)
     read_limit: int | None = None  # bytes/s from the disk store's device
     samples: list[float] = field(default_factory=list)
     load_durations: list[float] = field(default_factory=list)
@@ -207,8 +208,9 @@ class Condition:
 
 @contextlib.contextmanager
 def ramdisk(
-    workdir: Path, disk_store: Path, cli: list[str], huge: str, by_cp: bool = False
-) -> Iterator[Path]:
+    workdir: Path, disk_store: Path, cli: list[str], huge: str, *, by_cp: bool = False,
+    models: list[str] | tuple[str, ...] = MODELS,
+) -> Iterator[Path]:  # fmt: skip
     """A fresh tmpfs holding the disk store's models, filled by populate or by
     ``cp -a`` (whose writes never cover a whole 2 MiB page)."""
     size = sum(f.stat().st_size for f in (disk_store / "blobs").iterdir()) * 12 // 10 + (64 << 20)
@@ -220,7 +222,7 @@ def ramdisk(
         else:
             subprocess.run(
                 [*cli, "populate", "-q", "--source", str(disk_store), "--dest",
-                 str(mount / "models"), *MODELS],
+                 str(mount / "models"), *models],
                 check=True,
             )  # fmt: skip
         yield mount / "models"
@@ -243,7 +245,7 @@ def prepare(workdir: Path) -> tuple[Path, Path, Path]:
 
 
 def measure_loads(
-    prefix: Path, conditions: list[Condition], mmap: bool, repeat: int, log: Path
+    prefix: Path, conditions: list[Condition], mmap: bool | None, repeat: int, log: Path
 ) -> None:
     limits: dict[str, ReadLimit] = {}
     for index, condition in enumerate(conditions):
@@ -286,14 +288,37 @@ ENGINE_ARGS = ("--host", "127.0.0.1", "--no-webui", "--offline", "-c", "512", "-
                "-b", "512", "-ub", "512")  # fmt: skip
 
 
-def engine_load(prefix: Path, weights: Path, mmap: bool, log: Path,
-                limit: ReadLimit | None = None) -> float:  # fmt: skip
+def engine_args_from_log(log: Path, blob: str) -> tuple[str, ...] | None:
+    """The arguments of the last engine Ollama started on ``blob`` (its log's
+    "starting llama-server" line), without the model, the port and the load
+    mode: on a GPU host Ollama chooses them from the devices it found."""
+    found = None
+    for line in log.read_text(errors="replace").splitlines():
+        if 'msg="starting llama-server"' in line and ' cmd="' in line and blob in line:
+            found = line.split(' cmd="', 1)[1].split('"', 1)[0].split()[1:]
+    if found is None:
+        return None
+    kept: list[str] = []
+    skip = False
+    for word in found:
+        if skip:
+            skip = False
+        elif word in ("--model", "--port", "--load-mode"):
+            skip = True
+        else:
+            kept.append(word)
+    return tuple(kept)
+
+
+def engine_load(prefix: Path, weights: Path, mmap: bool, log: Path, *,
+                limit: ReadLimit | None = None,
+                engine_args: tuple[str, ...] = ENGINE_ARGS) -> float:  # fmt: skip
     """Seconds from starting the engine alone to its first token: /health polled
     every 10 ms, then one token. Ollama polls its engine every 250 ms instead."""
     port = free_port()
     load_mode = () if mmap else ("--load-mode", "none")
     argv = [str(prefix / "lib" / "ollama" / "llama-server"), "--model", str(weights),
-            "--port", str(port), *ENGINE_ARGS, *load_mode]  # fmt: skip
+            "--port", str(port), *engine_args, *load_mode]  # fmt: skip
     started = time.monotonic()
     with log.open("ab") as output:
         engine = subprocess.Popen(argv, stdout=output, stderr=output)
@@ -321,7 +346,7 @@ def engine_load(prefix: Path, weights: Path, mmap: bool, log: Path,
 
 
 def measure_engine(prefix: Path, conditions: list[Condition], mmap: bool, repeat: int,
-                   log: Path) -> None:  # fmt: skip
+                   log: Path, *, engine_args: tuple[str, ...] = ENGINE_ARGS) -> None:  # fmt: skip
     """The engine alone on each store, interleaved, as measure_loads does with Ollama."""
     limits: dict[str, ReadLimit] = {}
     for index, condition in enumerate(conditions):
@@ -336,25 +361,27 @@ def measure_engine(prefix: Path, conditions: list[Condition], mmap: bool, repeat
                 weights = weights_path(condition.store, condition.model)
                 if condition.cold:
                     drop_caches()
-                elif not condition.samples:
-                    engine_load(prefix, weights, mmap, log)  # warm the page cache once
-                condition.samples.append(
-                    engine_load(prefix, weights, mmap, log, limits.get(condition.label))
-                )
+                elif not condition.samples:  # warm the page cache once
+                    engine_load(prefix, weights, mmap, log, engine_args=engine_args)
+                condition.samples.append(engine_load(
+                    prefix, weights, mmap, log, limit=limits.get(condition.label),
+                    engine_args=engine_args,
+                ))  # fmt: skip
     finally:
         for limit in limits.values():
             limit.remove()
 
 
-def measure_switches(prefix: Path, conditions: list[Condition], repeat: int, log: Path) -> None:
+def measure_switches(prefix: Path, conditions: list[Condition], repeat: int, log: Path, *,
+                     models: tuple[str, ...] = MODELS) -> None:  # fmt: skip
     servers = {c.label: Server(prefix, c.store, log, max_loaded=1) for c in conditions}
     try:
         for server in servers.values():
-            server.one_token(MODELS[1])
+            server.one_token(models[1])
         for round_ in range(repeat):
             for condition in conditions:
                 server = servers[condition.label]
-                for model in (MODELS[round_ % 2], MODELS[(round_ + 1) % 2]):
+                for model in (models[round_ % 2], models[(round_ + 1) % 2]):
                     if condition.cold:
                         # Other engines on the same store would keep its pages mapped,
                         # and so in memory whatever drop_caches does.
@@ -379,6 +406,17 @@ def read_seconds(path: Path, cold: bool) -> float:
     return time.monotonic() - started
 
 
+def reads_table(reads: list[tuple[str, Path, bool]]) -> list[str]:
+    """Reading the weights once from each store (label, blob, cold): the physical
+    bound of a load that copies them."""
+    lines = ["### Reading the weights once (what a copying load must read)", "",
+             "| from | median | GB/s |", "|---|---|---|"]  # fmt: skip
+    for label, path, cold in reads:
+        seconds = statistics.median(read_seconds(path, cold) for _ in range(3))
+        lines.append(f"| {label} | {seconds:.2f} s | {path.stat().st_size / seconds / 1e9:.1f} |")
+    return [*lines, ""]
+
+
 def weights_path(store: Path, model: str) -> Path:
     name, _, tag = model.partition(":")
     manifest = json.loads((store / "manifests/registry.ollama.ai/library" / name / tag).read_text())
@@ -386,9 +424,9 @@ def weights_path(store: Path, model: str) -> Path:
     return store / "blobs" / str(layer["digest"]).replace(":", "-")
 
 
-def limited(disk_store: Path, rate: float) -> Condition:
+def limited(disk_store: Path, rate: float, model: str = MODELS[0]) -> Condition:
     label = f"disk store, cold, reads limited to {rate / 1e9:g} GB/s"
-    return Condition(label, disk_store, cold=True, read_limit=int(rate))
+    return Condition(label, disk_store, cold=True, model=model, read_limit=int(rate))
 
 
 def table(title: str, conditions: list[Condition], with_load_duration: bool) -> list[str]:
@@ -421,15 +459,17 @@ SUMMARY_COLUMNS = (
 
 def summary(measured: dict[str, list[Condition]]) -> str:
     """The README's table: a load's wall time per store, and how many times the RAM
-    disk's time the disk store's is."""
-    heads = " | ".join(head for head, _ in SUMMARY_COLUMNS)
+    disk's time the disk store's is (the columns this run measured)."""
+    present = {condition.label for conditions in measured.values() for condition in conditions}
+    columns = [(head, label) for head, label in SUMMARY_COLUMNS if label in present]
+    heads = " | ".join(head for head, _ in columns)
     lines = [f"| a load, start to first token | {heads} |",
-             "|---|" + "---|" * len(SUMMARY_COLUMNS)]  # fmt: skip
+             "|---|" + "---|" * len(columns)]  # fmt: skip
     for what, conditions in measured.items():
         by_label = {condition.label: condition for condition in conditions}
         base = conditions[0].median
         cells = []
-        for _, label in SUMMARY_COLUMNS:
+        for _, label in columns:
             median = by_label[label].median
             ratio = f" ({median / base:.2f}x)" if label.startswith("disk store, cold") else ""
             cells.append(f"{median:.2f} s{ratio}")
@@ -437,85 +477,144 @@ def summary(measured: dict[str, list[Condition]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str]) -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    args = parser.parse_args(argv)
+    parser.add_argument("--prefix", type=Path,
+                        help="an Ollama install (bin/ollama, lib/ollama/llama-server);"
+                             " default: the one scripts/ensure-host.sh builds")  # fmt: skip
+    parser.add_argument(
+        "--disk-store",
+        type=Path,
+        help="a store holding --models and --floor; default: the bench set",
+    )
+    parser.add_argument("--models", nargs=2, default=list(MODELS), metavar=("A", "B"),
+                        help="the two models of a switch; A is the one loaded")  # fmt: skip
+    parser.add_argument(
+        "--floor", default="mistral:7b", help="a tiny model: what a load costs whatever the store"
+    )
+    parser.add_argument("--gpu", action="store_true",
+                        help="a GPU host (benchmarks/gpu): no read-limited or cp -a rows; the"
+                             " engine alone gets the arguments Ollama gave it; what the plan"
+                             " said against what Ollama did, and the engine's memory")  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def stores_of(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    """(Ollama's prefix, the disk store, the store of the floor model)."""
+    if args.prefix is not None and args.disk_store is not None:
+        return args.prefix, args.disk_store, args.disk_store
+    prefix, disk_store, small_archive = prepare(args.workdir)
+    floor_store = args.workdir / "small"
+    if not (floor_store / "manifests").is_dir():
+        floor_store.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(next(small_archive.parent.glob("store-small-*.tar"))) as tar:
+            tar.extractall(floor_store)  # noqa: S202 - our own archive
+    return prefix, disk_store, floor_store
+
+
+def load_modes(gpu: bool) -> list[tuple[bool | None, bool | None, str, str]]:
+    """(use_mmap asked of Ollama, None for its default; the engine alone's mmap,
+    None for no such rows; the table's title; the README's row)."""
+    if gpu:  # Ollama's own choice there is checked apart (gpu_checks.py)
+        return [(True, True, "use_mmap: true", "Ollama, use_mmap: true"),
+                (False, False, "use_mmap: false", "Ollama, use_mmap: false")]  # fmt: skip
+    return [(None, False, "Ollama's default here (no GPU: no mmap)",
+             "Ollama, no mmap (its default here)"),
+            (True, True, "use_mmap: true", "Ollama, use_mmap: true")]  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("loads: needs root (tmpfs mounts, drop_caches)")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    prefix, disk_store, small_archive = prepare(args.workdir)
+    models = tuple(args.models)
+    loaded = models[0]
+    prefix, disk_store, floor_store = stores_of(args)
     cli = [sys.executable, "-m", "ollama_ramdisk.cli"]
     os.environ["PYTHONPATH"] = str(ROOT / "module_utils")
     log = args.workdir / "serve.log"
+    sizes = [weights_path(disk_store, model).stat().st_size for model in models]
     out: list[str] = [
         "## Loads and switches with the real Ollama",
         "",
-        f"Ollama {prefix.name}, two models of "
-        f"{sum(f.stat().st_size for f in (disk_store / 'blobs').iterdir()) / 2 / 1e9:.2f} GB,"
-        f" {os.cpu_count()} cores, median of {args.repeat}, `benchmarks/loads.py`.",
+        f"Ollama {prefix.name}, models of {' and '.join(f'{size / 1e9:.2f} GB' for size in sizes)},"
+        f" {os.cpu_count()} cores, median of {args.repeat}, `benchmarks/loads.py"
+        f"{' --gpu' if args.gpu else ''}`.",
         "",
     ]
-    with (
-        ramdisk(args.workdir, disk_store, cli, "within_size") as ram_store,
-        ramdisk(args.workdir, disk_store, cli, "never") as small_pages_store,
-        ramdisk(args.workdir, disk_store, cli, "within_size", by_cp=True) as folio_store,
-    ):
-        small_store = args.workdir / "small"
-        if not (small_store / "manifests").is_dir():
-            small_store.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(next(small_archive.parent.glob("store-small-*.tar"))) as tar:
-                tar.extractall(small_store)  # noqa: S202 - our own archive
+    in_ram = [*models, *([args.floor] if floor_store == disk_store else [])]
+    with contextlib.ExitStack() as mounts:
+
+        def ram(huge: str, by_cp: bool = False) -> Path:
+            return mounts.enter_context(
+                ramdisk(args.workdir, disk_store, cli, huge, by_cp=by_cp, models=in_ram)
+            )
+
+        ram_store, small_pages_store = ram("within_size"), ram("never")
+        folio_store = None if args.gpu else ram("within_size", by_cp=True)
 
         def conditions() -> list[Condition]:
             return [
-                Condition("RAM disk, huge=within_size (the role's default)", ram_store),
-                Condition("RAM disk, 4 KiB pages (huge=never)", small_pages_store),
-                Condition(FOLIOS, folio_store),
-                Condition("disk store, cold page cache", disk_store, cold=True),
-                *(limited(disk_store, rate) for rate in READ_LIMITS),
-                Condition("disk store, warm page cache", disk_store),
+                Condition("RAM disk, huge=within_size (the role's default)", ram_store,
+                          model=loaded),
+                Condition("RAM disk, 4 KiB pages (huge=never)", small_pages_store, model=loaded),
+                *([Condition(FOLIOS, folio_store, model=loaded)] if folio_store else []),
+                Condition("disk store, cold page cache", disk_store, cold=True, model=loaded),
+                *(limited(disk_store, rate, loaded) for rate in ([] if args.gpu else READ_LIMITS)),
+                Condition("disk store, warm page cache", disk_store, model=loaded),
                 # What every load pays whatever the store: starting the engine.
-                Condition("floor: a 5 MB model (engine start)", small_store, model="mistral:7b"),
-            ]
+                Condition("floor: a tiny model (engine start)", floor_store, model=args.floor),
+            ]  # fmt: skip
 
-        blob = weights_path(disk_store, MODELS[0])
-        reads = [("RAM disk, huge=within_size", weights_path(ram_store, MODELS[0]), False),
-                 ("RAM disk, 4 KiB pages", weights_path(small_pages_store, MODELS[0]), False),
-                 (FOLIOS, weights_path(folio_store, MODELS[0]), False),
-                 ("disk store, cold page cache", blob, True),
-                 ("disk store, warm page cache", blob, False)]  # fmt: skip
-        read_times = {label: statistics.median(read_seconds(path, cold) for _ in range(3))
-                      for label, path, cold in reads}  # fmt: skip
-        out += ["### Reading the weights once (what a copying load must read)", "",
-                "| from | median | GB/s |", "|---|---|---|"]  # fmt: skip
-        size = blob.stat().st_size
-        out += [f"| {label} | {sec:.2f} s | {size / sec / 1e9:.1f} |"
-                for label, sec in read_times.items()]  # fmt: skip
-        out.append("")
-
+        stores = [("RAM disk, huge=within_size", ram_store, False),
+                  ("RAM disk, 4 KiB pages", small_pages_store, False),
+                  *([(FOLIOS, folio_store, False)] if folio_store else []),
+                  ("disk store, cold page cache", disk_store, True),
+                  ("disk store, warm page cache", disk_store, False)]  # fmt: skip
+        out += reads_table([(label, weights_path(store, loaded), cold)
+                            for label, store, cold in stores])  # fmt: skip
         measured: dict[str, list[Condition]] = {}
-        for mmap, what in ((False, "Ollama's default here (no GPU: no mmap)"),
-                           (True, "use_mmap: true")):  # fmt: skip
+        for asked, mmap, what, row in load_modes(args.gpu):
             loads = conditions()
-            measure_loads(prefix, loads, mmap, args.repeat, log)
+            measure_loads(prefix, loads, asked, args.repeat, log)
             out += table(f"A load, {what}", loads, with_load_duration=True)
-            mode = "use_mmap: true" if mmap else "no mmap (its default here)"
-            measured[f"Ollama, {mode}"] = loads
+            measured[row] = loads
+            if mmap is None:
+                continue  # the engine alone has no default to compare: mmap or not
+            blob = weights_path(disk_store, loaded).name
+            engine_args = (engine_args_from_log(log, blob) if args.gpu else None) or ENGINE_ARGS
             alone = conditions()
-            measure_engine(prefix, alone, mmap, args.repeat, log)
-            out += table(f"The engine alone, {what.replace('no mmap', '--load-mode none')}: "
-                         "started as Ollama starts it, to its first token", alone,
-                         with_load_duration=False)  # fmt: skip
+            measure_engine(prefix, alone, mmap, args.repeat, log, engine_args=engine_args)
+            out += table(f"The engine alone, {'mmap' if mmap else '--load-mode none'}: started"
+                         f" as Ollama starts it ({' '.join(engine_args)}), to its first token",
+                         alone, with_load_duration=False)  # fmt: skip
             measured[f"the engine alone, {'mmap' if mmap else 'no mmap'}"] = alone
-        switches = [conditions()[0], conditions()[3], conditions()[-2]]
-        measure_switches(prefix, switches, args.repeat, log)
+        base = {condition.label: condition for condition in conditions()}
+        switches = [
+            base["RAM disk, huge=within_size (the role's default)"],
+            base["disk store, cold page cache"],
+            base["disk store, warm page cache"],
+        ]
+        measure_switches(prefix, switches, args.repeat, log, models=models)
         out += table("A switch between two models (OLLAMA_MAX_LOADED_MODELS=1)", switches, False)
+        if args.gpu:
+            sys.path.insert(0, str(Path(__file__).resolve().parent / "gpu"))
+            import gpu_checks  # noqa: PLC0415 - only on a GPU host
+
+            out += gpu_checks.report(
+                prefix, cli, disk_store, ram_store, models=models, workdir=args.workdir
+            )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(out))
     args.output.with_suffix(".summary.md").write_text(summary(measured))
+    measured["a switch"] = switches
+    raw = {what: [{"label": c.label, "seconds": c.samples, "load_duration": c.load_durations}
+                  for c in conditions] for what, conditions in measured.items()}  # fmt: skip
+    args.output.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
     print("\n".join(out))
     return 0
 

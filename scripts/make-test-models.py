@@ -15,8 +15,10 @@ as long as the imports take. The store is written as a tar archive (owner
 `ollama`), ready to unpack into a test instance's disk store; the GGUF files
 stay beside it for tests that create models themselves.
 
-Usage: make-test-models.py --ollama PREFIX --vocab GGUF --out DIR [--set small|large]
+Usage: make-test-models.py --ollama PREFIX --vocab GGUF --out DIR [--set small|large|bench]
 Prints the archive's path. Reuses the archive when the recipe is unchanged.
+       make-test-models.py --ollama PREFIX --vocab GGUF --into STORE --set gpu
+Creates the set in STORE itself (a GPU server's 22 GB are not archived).
 """
 
 from __future__ import annotations
@@ -129,8 +131,18 @@ BENCH_SET = [
     Model("bench-a:1b", "bench-a", "llama3", "apache", shape=LARGE),
     Model("bench-b:1b", "bench-b", "llama3", "apache", shape=LARGE),
 ]
+# A GPU server's models (benchmarks/gpu): a 7B model in F16, 14.5 GB, as the
+# larger of a switch, and one of half its blocks, 7.8 GB; the tiny one is the
+# floor, what a load costs whatever the store (the engine's and CUDA's start).
+SEVEN_B = Shape(embedding=4096, blocks=32, heads=32, feed_forward=11008, context=2048)
+GPU_SET = [
+    Model("bench-gpu-a:7b", "bench-gpu-a", "llama3", "apache", shape=SEVEN_B),
+    Model("bench-gpu-b:4b", "bench-gpu-b", "llama3", "apache",
+          shape=Shape(embedding=4096, blocks=16, heads=32, feed_forward=11008, context=2048)),
+    Model("bench-gpu-floor:tiny", "bench-gpu-floor", "llama3", "apache", shape=SMALL),
+]  # fmt: skip
 
-SETS = {"small": SMALL_SET, "large": LARGE_SET, "bench": BENCH_SET}
+SETS = {"small": SMALL_SET, "large": LARGE_SET, "bench": BENCH_SET, "gpu": GPU_SET}
 BYTE_TOKENS_HIGH = [f"<0x{value:02X}>" for value in range(0x80, 0x100)]
 UNUSED = 5  # llama.cpp's token type for a token never produced
 
@@ -182,8 +194,12 @@ def write_gguf(path: Path, seed: str, shape: Shape, vocab: Path) -> None:
     e, f = shape.embedding, shape.feed_forward
 
     def tensor(name: str, *dims: int) -> None:
-        data = (rng.standard_normal(dims, dtype=np.float32) * 0.02).astype(np.float16)
-        writer.add_tensor(name, data)
+        # Random F16 bit patterns of magnitude 2^-7..2^-6, either sign: finite,
+        # small, and made at memory speed (a normal draw took minutes per 14 GB).
+        count = int(np.prod(dims))
+        bits = rng.bit_generator.random_raw(count // 4 + 1).view(np.uint16)[:count]
+        data = (bits & 0x83FF) | 0x2000
+        writer.add_tensor(name, data.reshape(dims).view(np.float16))
 
     def ones(name: str, size: int) -> None:
         writer.add_tensor(name, np.ones(size, dtype=np.float32))
@@ -276,6 +292,28 @@ def recipe(models: list[Model], prefix: Path, vocab: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def make_into(which: str, prefix: Path, vocab: Path, store: Path) -> Path:
+    """The set created straight into ``store`` (no archive): for sets too large
+    to hold twice, such as a GPU server's. A model already there is kept; each
+    GGUF is removed once imported, so the disk holds one spare copy at most."""
+    store.mkdir(parents=True, exist_ok=True)
+    ggufs = store.parent / f".{store.name}-gguf"
+    ggufs.mkdir(exist_ok=True)
+    with ollama_server(prefix, store, store.parent / f"{store.name}-create.log") as env:
+        for model in SETS[which]:
+            name, _, tag = model.name.partition(":")
+            if (store / "manifests/registry.ollama.ai/library" / name / tag).exists():
+                continue
+            weights = ggufs / f"{model.weights}.gguf"
+            write_gguf(weights, model.weights, model.shape, vocab)
+            recipe_file = ggufs / "Modelfile"
+            recipe_file.write_text(modelfile(model, weights))
+            ollama(prefix, env, "create", model.name, "-f", str(recipe_file))
+            weights.unlink()
+    shutil.rmtree(ggufs)
+    return store
+
+
 def make(which: str, prefix: Path, vocab: Path, out: Path) -> Path:
     models = SETS[which]
     archive = out / f"store-{which}-{recipe(models, prefix, vocab)}.tar"
@@ -352,9 +390,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ollama", type=Path, required=True, help="the install prefix")
     parser.add_argument("--vocab", type=Path, required=True, help="ggml-vocab-llama-spm.gguf")
-    parser.add_argument("--out", type=Path, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="the directory of the archives")
+    where.add_argument("--into", type=Path, help="a store to create the set in, no archive")
     parser.add_argument("--set", choices=sorted(SETS), default="small")
     args = parser.parse_args(argv)
+    if args.into is not None:
+        print(make_into(args.set, args.ollama, args.vocab, args.into))
+        return 0
     if shutil.which("tar") is None:
         raise SystemExit("make-test-models: tar is needed")
     print(make(args.set, args.ollama, args.vocab, args.out))
