@@ -45,7 +45,7 @@ ollama: ensure-host ## Build the pinned Ollama from source and make the test mod
 	scripts/ensure-host.sh models
 
 unit: venv ollama ## pytest: the core and the modules (the real Ollama too), in parallel
-	$(BIN)/pytest -n $$(( $$(nproc) + 1 )) --dist loadgroup
+	$(BIN)/pytest -n $$(( $$(nproc) + 1 ))
 
 compat: ensure-host ## The core's unit tests on Debian 11's Python 3.9 and Debian 13's Python 3.13
 	scripts/core-tests.sh bullseye

@@ -123,7 +123,7 @@ start lint lint
 ollama_ok=0
 finish ollama && ollama_ok=1
 if ((ollama_ok)); then
-    start unit "$BIN/pytest" -n "$UNIT_JOBS" --dist loadgroup
+    start unit "$BIN/pytest" -n "$UNIT_JOBS"
 fi
 images_ok=0
 finish images && images_ok=1

@@ -11,6 +11,7 @@ installed core and its configuration. Root is needed to mount tmpfs.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -407,7 +408,16 @@ def test_a_schedule_systemd_cannot_read_fails_before_any_change(host: Host) -> N
 
 
 @pytest.fixture
-def swap(tmp_path: Path) -> Iterator[Path]:
+def machine_swap_lock() -> Iterator[None]:
+    """Swap is the whole machine's: the tests that add it or need none take turns,
+    whichever pytest process or worker runs them (an flock, held for the test)."""
+    with open("/var/tmp/ollama-ramdisk-test-swap.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture
+def swap(machine_swap_lock: None) -> Iterator[Path]:
     """Real swap on this machine for the test's length (a swap file)."""
     swapfile = Path("/var/tmp") / f"ollama-ramdisk-test-{os.getpid()}.swap"
     subprocess.run(["dd", "if=/dev/zero", f"of={swapfile}", "bs=1M", "count=32"], check=True,
@@ -425,7 +435,7 @@ def swap(tmp_path: Path) -> Iterator[Path]:
         swapfile.unlink()
 
 
-@pytest.mark.xdist_group("host_swap")  # swap is the whole machine's: one worker
+@pytest.mark.usefixtures("machine_swap_lock")
 def test_without_swap_the_role_says_so_and_adds_no_option(host: Host) -> None:
     meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     if int(meminfo["SwapTotal"].split()[0]) != 0:
@@ -441,7 +451,6 @@ def test_without_swap_the_role_says_so_and_adds_no_option(host: Host) -> None:
     assert "noswap" not in mount["options"]
 
 
-@pytest.mark.xdist_group("host_swap")  # swap is the whole machine's: one worker
 def test_with_swap_the_ram_disk_is_mounted_noswap(host: Host, swap: Path) -> None:
     applied = host.apply()
 
@@ -454,7 +463,6 @@ def test_with_swap_the_ram_disk_is_mounted_noswap(host: Host, swap: Path) -> Non
     assert "noswap" in host.fstab.read_text()
 
 
-@pytest.mark.xdist_group("host_swap")  # swap is the whole machine's: one worker
 def test_noswap_false_with_swap_says_the_ram_disk_can_be_swapped(host: Host, swap: Path) -> None:
     applied = host.apply(ollama_ramdisk_noswap=False)
 
