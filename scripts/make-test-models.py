@@ -131,8 +131,8 @@ BENCH_SET = [
     Model("bench-a:1b", "bench-a", "llama3", "apache", shape=LARGE),
     Model("bench-b:1b", "bench-b", "llama3", "apache", shape=LARGE),
 ]
-# A GPU server's models (benchmarks/gpu): a 7B model in F16, 14.5 GB, as the
-# larger of a switch, and one of half its blocks, 7.8 GB; the tiny one is the
+# A GPU server's models (benchmarks/gpu): a 7B-class model in F16, 13.5 GB, as
+# the larger of a switch, and one of half its blocks, 7.0 GB; the tiny one is the
 # floor, what a load costs whatever the store (the engine's and CUDA's start).
 SEVEN_B = Shape(embedding=4096, blocks=32, heads=32, feed_forward=11008, context=2048)
 GPU_SET = [
@@ -304,12 +304,16 @@ def make_into(which: str, prefix: Path, vocab: Path, store: Path) -> Path:
             name, _, tag = model.name.partition(":")
             if (store / "manifests/registry.ollama.ai/library" / name / tag).exists():
                 continue
+            if model.alias_of:
+                ollama(prefix, env, "cp", model.alias_of, model.name)
+                continue
             weights = ggufs / f"{model.weights}.gguf"
             write_gguf(weights, model.weights, model.shape, vocab)
             recipe_file = ggufs / "Modelfile"
             recipe_file.write_text(modelfile(model, weights))
             ollama(prefix, env, "create", model.name, "-f", str(recipe_file))
             weights.unlink()
+            _keep_referenced(store)  # before the next model: the disk holds one spare copy
     shutil.rmtree(ggufs)
     return store
 
@@ -339,16 +343,9 @@ def make(which: str, prefix: Path, vocab: Path, out: Path) -> Path:
         if which == "small":
             for name, shape in EXTRA_GGUFS.items():
                 write_gguf(out / f"{name}.gguf", name, shape, vocab)
-        held = _record(store)
+        held = _keep_referenced(store)
         record = archive.with_suffix(".json")
         record.write_text(json.dumps(held, indent=2, sort_keys=True) + "\n")
-        # Only what a manifest references: create leaves its upload behind when
-        # the checked copy differs, which Ollama's own prune would remove.
-        referenced = {digest.replace(":", "-") for entry in held.values()
-                      for digest in entry["blobs"]}  # type: ignore[union-attr]  # fmt: skip
-        for blob in (store / "blobs").iterdir():
-            if blob.name not in referenced:
-                blob.unlink()
         partial = archive.with_suffix(".partial")
         with tarfile.open(partial, "w") as tar:
             tar.add(store, arcname=".", filter=_as_ollama)
@@ -357,6 +354,19 @@ def make(which: str, prefix: Path, vocab: Path, out: Path) -> Path:
         if stale.stem != archive.stem:
             stale.unlink()
     return archive
+
+
+def _keep_referenced(store: Path) -> dict[str, dict[str, object]]:
+    """Remove the blobs no manifest references (create leaves its upload behind
+    when the checked copy differs, which Ollama's own prune would remove);
+    the store's record."""
+    held = _record(store)
+    referenced = {digest.replace(":", "-") for entry in held.values()
+                  for digest in entry["blobs"]}  # type: ignore[union-attr]  # fmt: skip
+    for blob in (store / "blobs").iterdir():
+        if blob.name not in referenced:
+            blob.unlink()
+    return held
 
 
 def _record(store: Path) -> dict[str, dict[str, object]]:
