@@ -23,7 +23,7 @@
 #            (loads-gpu.json) and the server logs
 # STEPS=build,models,bench chooses steps; WORKDIR (default
 # /var/tmp/ollama-ramdisk-gpu) holds the build, the disk store and the RAM disks'
-# mount points. On the H200: 3.6 minutes of build on 16 cores, 2.3 of models,
+# mount points. On the H200: 3.6 to 4.6 minutes of build on 16 cores, 2.3 to 3.1 of models,
 # 9.8 of bench.
 set -euo pipefail
 
