@@ -66,8 +66,12 @@ def test_nothing_to_do_starts_no_thread() -> None:
     assert threading.active_count() == before
 
 
-def _long_copy(stopped: list[int]):
+def _long_copy(stopped: list[int], started: threading.Event):
+    """A copy of 5 s that stops at its next chunk when told; ``started`` is set
+    at its first chunk."""
+
     def copy(item: int) -> None:
+        started.set()
         try:
             for _ in range(500):  # 5 s unless stopped
                 check_stop(f"item {item}")
@@ -97,17 +101,13 @@ def test_a_signal_stops_the_workers_at_their_next_chunk_and_is_raised_once_they_
 ) -> None:
     stopped: list[int] = []
     started = threading.Event()
-    copy = _long_copy(stopped)
-
-    def first_chunk_then_copy(item: int) -> None:
-        started.set()
-        copy(item)
+    copy = _long_copy(stopped, started)
 
     stopping.install_handlers()
     sender = _signal_once_started(signum, started)
     began = time.monotonic()
     with pytest.raises(KeyboardInterrupt), stopping.interruptible():
-        parallel(first_chunk_then_copy, [1, 2], jobs=2)
+        parallel(copy, [1, 2], jobs=2)
     sender.join(timeout=30)
 
     assert sorted(stopped) == [1, 2]  # both had returned when it was raised
@@ -129,10 +129,9 @@ def test_a_signal_before_the_call_is_raised_before_any_work() -> None:
 def test_a_second_signal_while_the_workers_stop_raises_nothing_more() -> None:
     stopped: list[int] = []
     started = threading.Event()
-    copy = _long_copy(stopped)
+    copy = _long_copy(stopped, started)
 
     def copy_and_signal_again(item: int) -> None:
-        started.set()
         try:
             copy(item)
         finally:
@@ -152,17 +151,13 @@ def test_an_exception_in_the_caller_abandons_the_workers_and_later_work_goes_on(
     KeyboardInterrupt in the waiting caller: the workers stop all the same."""
     stopped: list[int] = []
     started = threading.Event()
-    copy = _long_copy(stopped)
-
-    def first_chunk_then_copy(item: int) -> None:
-        started.set()
-        copy(item)
+    copy = _long_copy(stopped, started)
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _signal_once_started(signal.SIGINT, started)
     began = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        parallel(first_chunk_then_copy, [1, 2], jobs=2)
+        parallel(copy, [1, 2], jobs=2)
 
     # The signal may come before the second worker was started: then it never is.
     assert sorted(stopped) in ([1], [1, 2])
