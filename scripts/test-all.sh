@@ -10,7 +10,9 @@
 #              (network and disk: built while the engine compiles), then the
 #              compat suites
 #   lint       ruff, yamllint, ansible-lint, shellcheck, playbook syntax
-#   unit       pytest, in parallel (pytest-xdist), once Ollama is built
+#   unit       pytest, in parallel (pytest-xdist), once Ollama is built; the
+#              tests that change this machine's swap (swap-tests) after
+#              Molecule, whose instances share its kernel
 #   molecule   each scenario in a process of its own, once Ollama and the
 #              test image are there (MOLECULE_JOBS at a time)
 #
@@ -123,7 +125,9 @@ start lint lint
 ollama_ok=0
 finish ollama && ollama_ok=1
 if ((ollama_ok)); then
-    start unit "$BIN/pytest" -n "$UNIT_JOBS"
+    # Not the tests that add swap to this machine: the Molecule instances share
+    # its kernel, and a role run there would see that swap (they run last).
+    start unit "$BIN/pytest" -n "$UNIT_JOBS" -m "not machine_swap"
 fi
 images_ok=0
 finish images && images_ok=1
@@ -134,10 +138,14 @@ finish lint || true
 for name in unit molecule; do
     [[ -n ${PID[$name]:-} ]] && { finish "$name" || true; }
 done
+if ((ollama_ok)); then
+    start swap-tests "$BIN/pytest" -m machine_swap
+    finish swap-tests || true
+fi
 
 log "where the time went (the whole run: $((SECONDS - started))s):"
 for name in "${ORDER[@]}"; do
-    printf 'test-all:   %-9s from %5ss: %s\n' "$name" "$((BEGAN[$name] - started))" "${TOOK[$name]}"
+    printf 'test-all:   %-10s from %5ss: %s\n' "$name" "$((BEGAN[$name] - started))" "${TOOK[$name]}"
 done
 if ((${#FAILED[@]})); then
     for name in "${FAILED[@]}"; do
@@ -148,5 +156,6 @@ if ((${#FAILED[@]})); then
     exit 1
 fi
 # The closing lines of the test runners, together.
-grep -h -E '^=* ?[0-9]+ passed.* in [0-9.]+s' "$LOGS/unit.log" "$LOGS/images.log" 2>/dev/null || true
+grep -h -E '^=* ?[0-9]+ passed.* in [0-9.]+s' "$LOGS/unit.log" "$LOGS/swap-tests.log" \
+    "$LOGS/images.log" 2>/dev/null || true
 log "all passed"

@@ -410,7 +410,9 @@ def test_a_schedule_systemd_cannot_read_fails_before_any_change(host: Host) -> N
 @pytest.fixture
 def machine_swap_lock() -> Iterator[None]:
     """Swap is the whole machine's: the tests that add it or need none take turns,
-    whichever pytest process or worker runs them (an flock, held for the test)."""
+    whichever pytest process or worker runs them (an flock, held for the test).
+    They are marked ``machine_swap``: `make test` runs them apart, after the
+    Molecule instances (which share this kernel, and so its swap) are gone."""
     with open("/var/tmp/ollama-ramdisk-test-swap.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
@@ -436,6 +438,7 @@ def swap(machine_swap_lock: None) -> Iterator[Path]:
 
 
 @pytest.mark.usefixtures("machine_swap_lock")
+@pytest.mark.machine_swap
 def test_without_swap_the_role_says_so_and_adds_no_option(host: Host) -> None:
     meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     if int(meminfo["SwapTotal"].split()[0]) != 0:
@@ -451,6 +454,7 @@ def test_without_swap_the_role_says_so_and_adds_no_option(host: Host) -> None:
     assert "noswap" not in mount["options"]
 
 
+@pytest.mark.machine_swap
 def test_with_swap_the_ram_disk_is_mounted_noswap(host: Host, swap: Path) -> None:
     applied = host.apply()
 
@@ -463,6 +467,7 @@ def test_with_swap_the_ram_disk_is_mounted_noswap(host: Host, swap: Path) -> Non
     assert "noswap" in host.fstab.read_text()
 
 
+@pytest.mark.machine_swap
 def test_noswap_false_with_swap_says_the_ram_disk_can_be_swapped(host: Host, swap: Path) -> None:
     applied = host.apply(ollama_ramdisk_noswap=False)
 
