@@ -213,5 +213,6 @@ def test_a_signal_at_any_moment_stops_the_run_at_once_and_leaves_nothing_half_wr
         again = _run(*argv)
         assert again.returncode == 0, f"{where}: the next run failed: {again.stderr}"
         _assert_whole(scene, store, list(MODELS))
+    # How many landed mid-work depends on the machine's load (5 to 14 of 17 were
+    # seen): told, not asserted, since a bound on it would be a timing test.
     print(f"{command}, seed {seed}: {outcomes} (a whole run: {length:.2f} s)")
-    assert outcomes.get("interrupted", 0) >= TRIALS_PER_BATCH // 4, outcomes
