@@ -119,10 +119,6 @@ class interruptible:
         _state.interruptible = False
 
 
-def stop_requested() -> bool:
-    return _stop.is_set()
-
-
 class signals_deferred:
     """No KeyboardInterrupt inside; a signal that arrived is raised at the end,
     unless the section is already ending with an exception of its own."""
