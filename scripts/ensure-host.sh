@@ -14,6 +14,10 @@
 #     (`bin/ollama`, `lib/ollama/`);
 #   - `models`: the test models made with that Ollama (last line: their
 #     directory: store archives, their records, GGUFs for tests to import).
+#   - `registry`: Docker's distribution `registry` (an OCI registry that
+#     serves Ollama models), built from the Go module proxy for the release
+#     pinned in scripts/registry-pin.env and cached like Ollama (last line:
+#     the binary's path).
 #   - `promtool`: Debian's promtool, which checks the metrics files (last
 #     line: its path), unpacked from the `prometheus` package, not installed.
 # Every step is skipped when already done, so `make` targets can call it
@@ -213,6 +217,24 @@ ensure_models() {
     printf '%s\n' "$out"
 }
 
+# The registry the mirror tests run: built once per pin, then reused.
+ensure_registry() {
+    local pin
+    pin=$(sed -n 's/^REGISTRY_PIN=//p' "$ROOT/scripts/registry-pin.env")
+    local dir=$OLLAMA_RAMDISK_CACHE/registry-$pin
+    if [[ ! -x $dir/bin/registry ]]; then
+        command -v go >/dev/null || { log "no go on PATH: Go is needed to build the registry"; return 1; }
+        log "registry $pin: go install github.com/distribution/distribution/v3/cmd/registry@$pin"
+        rm -rf "$dir.tmp"
+        mkdir -p "$dir.tmp/bin"
+        CGO_ENABLED=0 GOBIN=$dir.tmp/bin go install -trimpath -ldflags "-s -w" \
+            "github.com/distribution/distribution/v3/cmd/registry@$pin" >&2
+        rm -rf "$dir"
+        mv "$dir.tmp" "$dir"
+    fi
+    printf '%s\n' "$dir/bin/registry"
+}
+
 # Unpacked, never installed: installing the package would start a Prometheus
 # server on this machine. Cached like the Ollama build.
 ensure_promtool() {
@@ -244,7 +266,8 @@ main() {
         ollama) ensure_packages >&2; ensure_ollama ;;
         models) ensure_packages >&2; ensure_models ;;
         promtool) ensure_packages >&2; ensure_promtool ;;
-        *) log "usage: $0 [all|packages|docker|venv|ollama|models|promtool]"; exit 2 ;;
+        registry) ensure_registry ;;
+        *) log "usage: $0 [all|packages|docker|venv|ollama|models|promtool|registry]"; exit 2 ;;
     esac
 }
 

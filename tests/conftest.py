@@ -4,6 +4,7 @@
 ``store_factory(models=None, name="store")`` writes a store under the test's
 tmp dir (the realistic fleet of ``storegen.FLEET`` when ``models`` is None);
 ``fleet`` is that fleet, ready; ``cli(*argv)`` runs the command in-process.
+The real Ollama and registry come from real_parts.py.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from storegen import (
     fleet_store,
     make_store,
 )
+
+# The real Ollama and registry, as fixtures for every test module.
+pytest_plugins = ["real_parts"]
 
 # No per-example deadline: the machines the tests run on are shared and noisy,
 # and what the property tests check is what the core returns, not how fast.

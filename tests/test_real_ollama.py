@@ -11,177 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import tarfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from exposition import parse_exposition, series
+from real_parts import free_port, unpack_store
 from storegen import MountTmpfs, tmpfs_has_huge_pages
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tmpfs mounts need root")
 
-ROOT = Path(__file__).resolve().parents[1]
 HOT = ["llama3.1:8b", "llama3.1:latest", "mistral:7b"]
 COLD = ["gemma2:2b"]
-
-
-def _last_line(step: str) -> Path:
-    done = subprocess.run(
-        [str(ROOT / "scripts" / "ensure-host.sh"), step],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, f"ensure-host.sh {step} failed:\n{done.stderr[-3000:]}"
-    return Path(done.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="session")
-def ollama_prefix() -> Path:
-    return _last_line("ollama")
-
-
-@pytest.fixture(scope="session")
-def models_dir() -> Path:
-    return _last_line("models")
-
-
-def _unpack(models_dir: Path, where: Path, kind: str) -> Path:
-    """A test store archive (``store-KIND-*.tar``) unpacked as `ollama create` left it."""
-    archive = next(models_dir.glob(f"store-{kind}-*.tar"))
-    store = where / "models"
-    store.mkdir(parents=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(store)  # noqa: S202 - our own archive
-    return store
-
-
-@pytest.fixture
-def disk_store(models_dir: Path, tmp_path: Path) -> Path:
-    """The small test store."""
-    return _unpack(models_dir, tmp_path / "disk", "small")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Ollama:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    prefix: Path
-
-    def run(self, *argv: str) -> None:
-        """The real `ollama` CLI against this server (create, cp, ...)."""
-        done = subprocess.run(
-            [str(self.prefix / "bin" / "ollama"), *argv],
-            env={**os.environ, "OLLAMA_HOST": self.url},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, f"ollama {' '.join(argv)}: {done.stderr}"
-
-    def create_tinyllama(self, gguf: Path, where: Path) -> None:
-        modelfile = where / "Modelfile"
-        modelfile.write_text(f"FROM {gguf}\nPARAMETER num_predict 8\n")
-        self.run("create", "tinyllama:chat", "-f", str(modelfile))
-
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(f"http://{self.url}{path}", timeout=30) as response:
-            return json.loads(response.read())
-
-    def post(self, path: str, body: dict) -> dict:
-        request = urllib.request.Request(
-            f"http://{self.url}{path}", data=json.dumps(body).encode(), method="POST"
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
-            return json.loads(response.read())
-
-    def listed(self) -> set[str]:
-        return {model["name"] for model in self.get("/api/tags")["models"]}
-
-    def generate(self, model: str, **options: object) -> dict:
-        body = {"model": model, "prompt": "Hello", "stream": False}
-        body["options"] = {"num_predict": 1, **options}
-        return self.post("/api/generate", body)
-
-    def engine_pmd_mapped(self, blob: Path) -> tuple[int, int]:
-        """(bytes resident, bytes mapped with 2 MiB pages) of the file ``blob`` in the
-        engines loading it (smaps Rss, ShmemPmdMapped)."""
-        found = subprocess.run(["pgrep", "-f", "--", f"--model {blob}"],
-                               capture_output=True, text=True, check=False)  # fmt: skip
-        rss = pmd = 0
-        for pid in found.stdout.split():
-            mapping = None
-            for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-                fields = line.split()
-                if fields and "-" in fields[0] and len(fields) >= 5:
-                    mapping = fields[5] if len(fields) > 5 else ""
-                elif mapping == str(blob) and fields[0] == "Rss:":
-                    rss += int(fields[1]) * 1024
-                elif mapping == str(blob) and fields[0] == "ShmemPmdMapped:":
-                    pmd += int(fields[1]) * 1024
-        return rss, pmd
-
-    def engine_maps(self, blob: str) -> set[str]:
-        """Files the engine serving ``blob`` maps that hold it (resolved paths)."""
-        found = subprocess.run(
-            ["pgrep", "-f", "--", f"--model .*{blob}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        paths: set[str] = set()
-        for pid in found.stdout.split():
-            for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-                fields = line.split(None, 5)
-                if len(fields) == 6 and blob in fields[5]:
-                    paths.add(fields[5])
-        return paths
-
-
-@pytest.fixture
-def serve(ollama_prefix: Path, tmp_path: Path) -> Iterator:
-    started: list[Ollama] = []
-
-    def start(store: Path) -> Ollama:
-        url = f"127.0.0.1:{_free_port()}"
-        log = tmp_path / f"serve-{len(started)}.log"
-        env = {**os.environ, "OLLAMA_HOST": url, "OLLAMA_MODELS": str(store), "HOME": str(tmp_path)}
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [str(ollama_prefix / "bin" / "ollama"), "serve"],
-                env=env,
-                stdout=output,
-                stderr=output,
-            )
-        server = Ollama(url, process, log, ollama_prefix)
-        started.append(server)
-        for _ in range(200):
-            try:
-                server.get("/api/version")
-                return server
-            except OSError:
-                assert process.poll() is None, log.read_text()[-3000:]
-                time.sleep(0.05)
-        pytest.fail(f"ollama serve did not answer: {log.read_text()[-3000:]}")
-
-    yield start
-    for server in started:
-        server.process.terminate()
-        server.process.wait(timeout=30)
 
 
 def _populate(cli, disk_store: Path, dest: Path) -> None:
@@ -214,7 +56,7 @@ def test_ollama_lists_and_answers_every_test_model_from_a_populated_ram_disk(
 @pytest.fixture
 def large_store(models_dir: Path, tmp_path: Path) -> Path:
     """The large test store: one model of 1.09 GB (llama3.1:405b)."""
-    return _unpack(models_dir, tmp_path / "large", "large")
+    return unpack_store(models_dir, tmp_path / "large", "large")
 
 
 @pytest.mark.skipif(
@@ -364,7 +206,7 @@ def test_preload_with_a_duration_sets_that_expiry(cli, disk_store: Path, serve) 
 
 
 def test_preload_waits_for_the_api_only_so_long(cli) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
 
     started = time.monotonic()
     run = cli("preload", "--host", f"127.0.0.1:{port}", "--wait", "2", "llama3.1:8b")

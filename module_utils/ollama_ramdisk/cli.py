@@ -19,6 +19,8 @@ from . import (
     cli_plan,
     cli_populate,
     cli_preload,
+    cli_pull,
+    cli_push,
     cli_status,
     cli_verify,
     cli_writeback,
@@ -71,6 +73,8 @@ COMMANDS: dict[str, ModuleType] = {
     "status": cli_status,
     "writeback": cli_writeback,
     "preload": cli_preload,
+    "pull": cli_pull,
+    "push": cli_push,
 }
 
 
