@@ -174,8 +174,6 @@ def serve(ollama_prefix: Path, tmp_path: Path) -> Iterator:
         server.process.wait(timeout=30)
 
 
-
-
 # The registry's access log (combined format): client, method, path, status, bytes.
 _ACCESS = re.compile(
     r'^(?P<client>[^ ]+) - - \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>[^ ]+) [^"]*" '

@@ -57,19 +57,31 @@ def mirror(cli, registry: Registry, disk_store: Path, ollama_prefix: Path) -> Re
     return registry
 
 
-def _pull(cli, store: Path, mirror: Registry, ollama_prefix: Path, *argv: object):
-    return cli(
-        "pull", "--json", "--source", store, "--mirror", mirror.address, "--insecure",
-        "--ollama", ollama_prefix / "bin" / "ollama", *argv,
-    )  # fmt: skip
+@pytest.fixture
+def pull(cli, mirror: Registry, ollama_prefix: Path):
+    """``pull(store, *argv)``: the command through the seeded mirror."""
+
+    def run(store: Path, *argv: object):
+        return cli(
+            "pull", "--json", "--source", store, "--mirror", mirror.address, "--insecure",
+            "--ollama", ollama_prefix / "bin" / "ollama", *argv,
+        )  # fmt: skip
+
+    return run
+
+
+@pytest.fixture
+def empty_store(tmp_path: Path) -> Path:
+    store = tmp_path / "empty"
+    store.mkdir()
+    return store
 
 
 def test_an_empty_store_gets_every_model_from_the_mirror_each_blob_fetched_once(
-    cli, mirror: Registry, disk_store: Path, ollama_prefix: Path, serve, tmp_path: Path
+    pull, mirror: Registry, disk_store: Path, serve, empty_store: Path
 ) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    run = _pull(cli, empty, mirror, ollama_prefix, *MODELS)
+    empty = empty_store
+    run = pull(empty, *MODELS)
     assert run.code == 0, run.err
     outcome = run.json
     blobs = _blobs(disk_store, MODELS)
@@ -91,7 +103,7 @@ def test_an_empty_store_gets_every_model_from_the_mirror_each_blob_fetched_once(
 
     # A second run asks nobody anything.
     mirror.log.write_text("")
-    again = _pull(cli, empty, mirror, ollama_prefix, *MODELS)
+    again = pull(empty, *MODELS)
     assert again.code == 0, again.err
     assert again.json["changed"] is False
     assert again.json["pulled"] == []
@@ -100,14 +112,15 @@ def test_an_empty_store_gets_every_model_from_the_mirror_each_blob_fetched_once(
 
 
 def test_a_dry_run_says_what_would_be_fetched_and_fetches_nothing(
-    cli, mirror: Registry, disk_store: Path, ollama_prefix: Path, tmp_path: Path
+    pull, mirror: Registry, disk_store: Path, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
     store.mkdir()
-    run = _pull(cli, store, mirror, ollama_prefix, "--dry-run", "mistral:7b", "llama3.1:8b")
+    run = pull(store, "--dry-run", "mistral:7b", "llama3.1:8b")
     assert run.code == 0, run.err
     outcome = run.json
-    assert outcome["dry_run"] is True and outcome["changed"] is False
+    assert outcome["dry_run"] is True
+    assert outcome["changed"] is False
     mistral, llama = outcome["pulled"]
     assert mistral["fetch_bytes"] == sum(_blobs(disk_store, ["mistral:7b"]).values())
     # A blob both models use is counted for the first only.
@@ -120,11 +133,11 @@ def test_a_dry_run_says_what_would_be_fetched_and_fetches_nothing(
 
 
 def test_a_tag_the_mirror_lacks_fails_the_run_before_any_model_is_fetched(
-    cli, mirror: Registry, ollama_prefix: Path, tmp_path: Path
+    pull, mirror: Registry, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
     store.mkdir()
-    run = _pull(cli, store, mirror, ollama_prefix, "mistral:7b", "mistral:70b")
+    run = pull(store, "mistral:7b", "mistral:70b")
     assert run.code == 1
     assert (
         f"model mistral:70b cannot be pulled from {mirror.address} (mirror of"
@@ -135,12 +148,12 @@ def test_a_tag_the_mirror_lacks_fails_the_run_before_any_model_is_fetched(
 
 
 def test_a_mirror_that_is_down_fails_the_run_naming_it(
-    cli, mirror: Registry, ollama_prefix: Path, tmp_path: Path
+    pull, mirror: Registry, tmp_path: Path
 ) -> None:
     mirror.stop()
     store = tmp_path / "store"
     store.mkdir()
-    run = _pull(cli, store, mirror, ollama_prefix, "mistral:7b")
+    run = pull(store, "mistral:7b")
     assert run.code == 1
     assert f"model mistral:7b cannot be pulled from {mirror.address}" in run.err
     assert "the registry cannot be reached" in run.err
@@ -149,23 +162,24 @@ def test_a_mirror_that_is_down_fails_the_run_naming_it(
 
 
 def test_a_pull_that_would_cross_the_reserve_fails_before_anything_is_fetched(
-    cli, mirror: Registry, ollama_prefix: Path, tmp_path: Path
+    pull, mirror: Registry, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
     store.mkdir()
-    run = _pull(cli, store, mirror, ollama_prefix, "--reserve", "1000t", "mistral:7b")
+    run = pull(store, "--reserve", "1000t", "mistral:7b")
     assert run.code == 1
-    assert "pulling mistral:7b" in run.err and "1000.0 TiB must stay free" in run.err
+    assert "pulling mistral:7b" in run.err
+    assert "1000.0 TiB must stay free" in run.err
     assert _files(store) == []
     assert mirror.blob_fetches() == {}
 
 
 def test_a_corrupt_blob_on_the_mirror_fails_the_pull_naming_its_digest_and_leaves_no_model(
-    cli, mirror: Registry, disk_store: Path, ollama_prefix: Path, tmp_path: Path
+    pull, mirror: Registry, disk_store: Path, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
     store.mkdir()
-    assert _pull(cli, store, mirror, ollama_prefix, "llama3.1:8b").code == 0
+    assert pull(store, "llama3.1:8b").code == 0
     before = _files(store)
     weights = next(
         layer["digest"].split(":", 1)[1]
@@ -175,7 +189,7 @@ def test_a_corrupt_blob_on_the_mirror_fails_the_pull_naming_its_digest_and_leave
     data = mirror.blob_data(weights)
     # Same size, other bytes: only the digest can tell.
     data.write_bytes(bytes(byte ^ 0xFF for byte in data.read_bytes()))
-    run = _pull(cli, store, mirror, ollama_prefix, "mistral:7b")
+    run = pull(store, "mistral:7b")
     assert run.code == 1
     assert f"model mistral:7b cannot be pulled from {mirror.address}" in run.err
     assert weights in run.err
@@ -207,13 +221,13 @@ def test_a_bad_mirror_setting_is_refused_before_anything(
 
 
 def test_a_root_run_pulls_with_the_store_owners_rights_and_everything_is_theirs(
-    cli, mirror: Registry, ollama_prefix: Path, tmp_path: Path
+    pull, mirror: Registry, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
     store.mkdir()
     nobody = pwd.getpwnam("nobody")
     os.chown(store, nobody.pw_uid, nobody.pw_gid)
-    run = _pull(cli, store, mirror, ollama_prefix, "mistral:7b")
+    run = pull(store, "mistral:7b")
     assert run.code == 0, run.err
     owners = {(path.stat().st_uid, path.stat().st_gid) for path in store.rglob("*")}
     assert owners == {(nobody.pw_uid, nobody.pw_gid)}
