@@ -205,7 +205,7 @@ ensure_ollama() {
 # (scripts/make-test-models.py), cached beside the Ollama build they need.
 ensure_models() {
     local prefix vocab out
-    prefix=$(ensure_ollama | tail -n 1)
+    prefix=$(cached ollama | tail -n 1)
     vocab=$OLLAMA_RAMDISK_CACHE/build-$(ollama_pin)/ggml-vocab-llama-spm.gguf
     out=$OLLAMA_RAMDISK_CACHE/models-$(ollama_pin)
     ensure_venv
@@ -256,6 +256,17 @@ ensure_promtool() {
     printf '%s\n' "$dir/usr/bin/promtool"
 }
 
+# cached STEP: run ensure_STEP holding a lock of its own, so that test workers
+# asking for the same cached build at once wait for one build, not race it.
+cached() {
+    as_root mkdir -p "$OLLAMA_RAMDISK_CACHE"
+    local lock
+    exec {lock}>"$OLLAMA_RAMDISK_CACHE/.lock-$1"
+    flock "$lock"
+    "ensure_$1"
+    exec {lock}>&-
+}
+
 main() {
     local what=${1:-all}
     case $what in
@@ -263,10 +274,10 @@ main() {
         packages) ensure_packages ;;
         docker) ensure_packages; ensure_docker ;;
         venv) ensure_packages; ensure_venv ;;
-        ollama) ensure_packages >&2; ensure_ollama ;;
-        models) ensure_packages >&2; ensure_models ;;
-        promtool) ensure_packages >&2; ensure_promtool ;;
-        registry) ensure_registry ;;
+        ollama) ensure_packages >&2; cached ollama ;;
+        models) ensure_packages >&2; cached models ;;
+        promtool) ensure_packages >&2; cached promtool ;;
+        registry) cached registry ;;
         *) log "usage: $0 [all|packages|docker|venv|ollama|models|promtool|registry]"; exit 2 ;;
     esac
 }

@@ -10,6 +10,8 @@
 #              (network and disk: built while the engine compiles), then the
 #              compat suites
 #   lint       ruff, yamllint, ansible-lint, shellcheck, playbook syntax
+#   parts      the mirror tests' registry (Docker's distribution, from the Go
+#              module proxy) and promtool, before any test asks for them
 #   unit       pytest, in parallel (pytest-xdist), once Ollama is built; the
 #              tests that change this machine's swap (swap-tests) after
 #              Molecule, whose instances share its kernel
@@ -33,7 +35,7 @@ UNIT_JOBS=${UNIT_JOBS:-$(($(nproc) + 1))}
 MOLECULE_JOBS=${MOLECULE_JOBS:-2}
 # What `make molecule` runs: every scenario but the demo and the fleet
 # benchmark's, the longest first.
-SCENARIOS=(default writeback refusals)
+SCENARIOS=(writeback default distribution refusals)
 export PYTHONUNBUFFERED=1
 export PATH=$BIN:$PATH
 export OLLAMA_RAMDISK_TEST_IMAGE=${OLLAMA_RAMDISK_TEST_IMAGE:-ollama-ramdisk-test:bookworm}
@@ -99,6 +101,13 @@ images() {
     scripts/core-tests.sh trixie
 }
 
+parts() {
+    # The other real parts the tests run, built (or found) once before they
+    # start: the mirror's registry, and promtool for the metrics tests.
+    scripts/ensure-host.sh registry
+    scripts/ensure-host.sh promtool
+}
+
 molecule_scenarios() {
     # Each scenario is its own molecule process (own instances, own ephemeral
     # directory), MOLECULE_JOBS at a time; xargs fails if any of them failed.
@@ -122,8 +131,9 @@ log "set-up: done after $((SECONDS - started))s"
 start ollama scripts/ensure-host.sh models
 start images images
 start lint lint
+start parts parts
 ollama_ok=0
-finish ollama && ollama_ok=1
+finish ollama && finish parts && ollama_ok=1
 if ((ollama_ok)); then
     # Not the tests that add swap to this machine: the Molecule instances share
     # its kernel, and a role run there would see that swap (they run last).
