@@ -25,15 +25,15 @@ description:
     cannot be pulled (no such tag, registry unreachable) or a set that would
     leave less than O(reserve) free fails the module, naming the model, the
     registry and the reason.
-  - Then the host's own Ollama pulls each one straight into O(source): a
-    private C(ollama serve) on a free loopback port, whose C(OLLAMA_MODELS) is
+  - Then the host's own Ollama pulls each one straight into O(source), by a
+    private C(ollama serve) on a free loopback port whose C(OLLAMA_MODELS) is
     O(source), run as the store's owner, which never prunes. The service
     Ollama and its RAM disk are not touched.
   - Ollama checks each blob's sha256 as it lands; each pulled model is hashed
     once more before it counts as present.
   - With O(mirror), models of C(registry.ollama.ai) are pulled as
-    C(MIRROR/namespace/model:tag), named as asked (C(ollama cp): manifests
-    only) and the mirror's name removed.
+    C(MIRROR/namespace/model:tag), named as asked (C(ollama cp), a manifest
+    copy) and the mirror's name removed.
 options:
   source:
     description:

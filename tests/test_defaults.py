@@ -31,6 +31,7 @@ MODULE_DEFAULTS = {
     ("ollama_ramdisk_verify", "jobs"): defaults.VERIFY_JOBS,
     ("ollama_ramdisk_writeback", "reserve"): defaults.WRITEBACK_RESERVE,
     ("ollama_ramdisk_writeback", "lock_timeout"): defaults.LOCK_TIMEOUT,
+    ("ollama_ramdisk_pull", "reserve"): defaults.WRITEBACK_RESERVE,
 }
 # (command, option) -> the core default its help names
 HELP_DEFAULTS = {
@@ -39,6 +40,7 @@ HELP_DEFAULTS = {
     ("populate", "--jobs"): defaults.MAX_JOBS,
     ("writeback", "--reserve"): defaults.WRITEBACK_RESERVE,
     ("writeback", "--lock-timeout"): defaults.LOCK_TIMEOUT,
+    ("pull", "--reserve"): defaults.WRITEBACK_RESERVE,
     ("preload", "--wait"): defaults.PRELOAD_WAIT,
     ("preload", "--retries"): defaults.PRELOAD_RETRIES,
     ("preload", "--load-timeout"): defaults.PRELOAD_LOAD_TIMEOUT,

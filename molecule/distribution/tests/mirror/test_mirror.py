@@ -42,7 +42,9 @@ def _address(host: Any) -> str:
 
 
 def _blobs(disk: Store, hostvars: dict[str, Any]) -> dict[str, int]:
-    wanted = names(hostvars["ollama_ramdisk_models"] + hostvars.get("ollama_ramdisk_cold_models", []))
+    wanted = names(
+        hostvars["ollama_ramdisk_models"] + hostvars.get("ollama_ramdisk_cold_models", [])
+    )
     return {
         blob.split("-", 1)[1]: disk.blobs[blob]["size"]
         for name in wanted
@@ -68,7 +70,9 @@ def test_the_pulled_models_are_the_seeds_and_belong_to_the_service_user(
     for name in names(hostvars["ollama_ramdisk_models"]):
         recorded = fixture_record[name.display]["blobs"]
         assert [layer["digest"] for layer in disk.layers(name)] == recorded
-    owners = {(entry["uid"], entry["gid"]) for entry in [*disk.blobs.values(), *disk.manifests.values()]}
+    owners = {
+        (entry["uid"], entry["gid"]) for entry in [*disk.blobs.values(), *disk.manifests.values()]
+    }
     assert owners == {(ollama.uid, ollama.gid)}
     # The mirror's names were removed after the copy: only the inventory's remain.
     assert {path.split("/")[1] for path in disk.manifests} == {"registry.ollama.ai"}
