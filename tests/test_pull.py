@@ -120,7 +120,7 @@ def test_a_dry_run_says_what_would_be_fetched_and_fetches_nothing(
     assert run.code == 0, run.err
     outcome = run.json
     assert outcome["dry_run"] is True
-    assert outcome["changed"] is False
+    assert outcome["changed"] is True
     mistral, llama = outcome["pulled"]
     assert mistral["fetch_bytes"] == sum(_blobs(disk_store, ["mistral:7b"]).values())
     # A blob both models use is counted for the first only.

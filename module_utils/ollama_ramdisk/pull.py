@@ -105,7 +105,8 @@ class PullResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "changed": bool(self.pulled) and not self.dry_run,
+            # As Ansible reports check mode: what a real run would change.
+            "changed": bool(self.pulled),
             "pulled": self.pulled,
             "present": self.present,
             "bytes_fetched": self.bytes_fetched,
