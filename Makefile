@@ -21,11 +21,13 @@ DEMO_INSTANCE := ollama-demo
 # Options of benchmarks/run.py, e.g. BENCH_ARGS="--quick" or "--repeat 9 --only 1,4",
 # of benchmarks/loads.py (the real Ollama), e.g. LOADS_ARGS="--repeat 3", of
 # benchmarks/fleet.py (idempotent site.yml runs), e.g. FLEET_ARGS="--repeat 3", and
-# of benchmarks/pages.py (fills by page size), e.g. PAGES_ARGS="--no-profile".
+# of benchmarks/pages.py (fills by page size), e.g. PAGES_ARGS="--no-profile", and of
+# benchmarks/distribution.py (a fleet's pulls), e.g. DIST_ARGS="--repeat 3".
 BENCH_ARGS ?=
 LOADS_ARGS ?=
 FLEET_ARGS ?=
 PAGES_ARGS ?=
+DIST_ARGS ?=
 
 .PHONY: help ensure-host venv ollama lint unit compat image molecule molecule-trixie test demo demo-clean bench clean distclean
 
@@ -86,6 +88,7 @@ bench: venv ollama image ## Performance figures, as root, into benchmarks/RESULT
 	$(PY) benchmarks/loads.py $(LOADS_ARGS)
 	$(PY) benchmarks/fleet.py $(FLEET_ARGS)
 	$(PY) benchmarks/pages.py $(PAGES_ARGS)
+	$(PY) benchmarks/distribution.py $(DIST_ARGS)
 	$(PY) benchmarks/report.py
 
 clean: ## Remove test instances and caches (keeps .venv and the test image)

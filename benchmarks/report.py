@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Put the last benchmark run's tables into benchmarks/RESULTS.md and the README.
 
-    .venv/bin/python benchmarks/report.py        # after run.py, loads.py, fleet.py, pages.py
+    .venv/bin/python benchmarks/report.py        # after run.py, loads.py, fleet.py, pages.py,
+                                                 # distribution.py
 
 Each benchmark writes its tables to benchmarks/out/NAME.md and a short table
 for the README to benchmarks/out/NAME.summary.md. This replaces what lies
@@ -20,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
-NAMES = ("run", "loads", "fleet", "pages")
+NAMES = ("run", "loads", "fleet", "pages", "distribution")
 # run.py names its output results.md; the others their own name.
 OUTPUTS = {"run": "results"}
 
