@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,24 @@ def test_a_root_run_pulls_with_the_store_owners_rights_and_everything_is_theirs(
     assert run.code == 0, run.err
     owners = {(path.stat().st_uid, path.stat().st_gid) for path in store.rglob("*")}
     assert owners == {(nobody.pw_uid, nobody.pw_gid)}
+
+
+def test_a_model_with_a_blob_missing_gets_only_that_blob(
+    pull, mirror: Registry, disk_store: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(disk_store, store, symlinks=True)
+    weights = next(
+        layer for layer in _manifest(disk_store, "mistral:7b")["layers"]
+        if layer["mediaType"].endswith(".model")
+    )  # fmt: skip
+    hex_digest = weights["digest"].split(":", 1)[1]
+    (store / "blobs" / f"sha256-{hex_digest}").unlink()
+    run = pull(store, "mistral:7b", "llama3.1:8b")
+    assert run.code == 0, run.err
+    assert [model["name"] for model in run.json["pulled"]] == [
+        "registry.ollama.ai/library/mistral:7b"
+    ]
+    assert run.json["present"] == ["registry.ollama.ai/library/llama3.1:8b"]
+    assert run.json["bytes_fetched"] == weights["size"]
+    assert mirror.blob_fetches() == {hex_digest: weights["size"]}

@@ -27,7 +27,7 @@ from typing import Any
 
 from .bounded_http import TransportError, open_stream, request
 from .defaults import WRITEBACK_RESERVE
-from .errors import MalformedManifest, ModelNotFound, OutOfSpace
+from .errors import ModelNotFound, OutOfSpace
 from .identity import Identity, acting_as, identity_of, run_identity
 from .names import ModelName, parse_names
 from .ollama_helper import find_ollama, helper_server
@@ -133,13 +133,14 @@ def survey(options: PullOptions, identity: Identity | None = None) -> Survey:
     found = Survey()
     with acting_as(identity):
         lacking = [name for name in names if not _present(store, name, found)]
-        have = {blob.filename for blob in _blobs_in(store)}
+        # Read only when something must be fetched: a run at rest stats nothing more.
+        have = _blob_sizes(store) if lacking else {}
         for name in lacking:
             check_stop(name.short)
             origin = origin_of(name, options.mirror)
             manifest = fetch_manifest(origin)
-            fetch = tuple(blob for blob in manifest.blobs if blob.filename not in have)
-            have.update(blob.filename for blob in fetch)
+            fetch = tuple(blob for blob in manifest.blobs if have.get(blob.filename) != blob.size)
+            have.update((blob.filename, blob.size) for blob in fetch)
             found.wanted.append(Wanted(origin, manifest.blobs, fetch))
         info = os.statvfs(store.root)
     found.free_bytes = info.f_bavail * info.f_frsize
@@ -156,41 +157,37 @@ def survey(options: PullOptions, identity: Identity | None = None) -> Survey:
 
 
 def _present(store: Store, name: ModelName, found: Survey) -> bool:
+    """Whole in the store: its manifest (one that cannot be read is the
+    operator's to look at, and raised) and every blob at its size. A model
+    with a blob missing is pulled again: Ollama fetches only what lacks."""
     try:
-        store.check_blobs(store.read_manifest(name))
+        manifest = store.read_manifest(name)
     except ModelNotFound:
         return False
-    except MalformedManifest as error:
-        # A manifest whose blobs are missing: Ollama's pull fetches them. A
-        # manifest that cannot be read is the operator's to look at.
-        if "blob of" not in str(error) and "bytes, but the manifest" not in str(error):
-            raise
-        return False
+    for blob in manifest.blobs:
+        try:
+            if os.stat(store.blob_path(blob)).st_size != blob.size:
+                return False
+        except FileNotFoundError:
+            return False
     found.present.append(name)
     return True
 
 
-def _blobs_in(store: Store) -> list[Blob]:
-    """Blobs the store holds whole, by the names a manifest would give them."""
-    held: list[Blob] = []
-    for manifest in _readable_manifests(store):
-        for blob in manifest.blobs:
-            try:
-                if os.stat(store.blob_path(blob)).st_size == blob.size:
-                    held.append(blob)
-            except OSError:
-                continue
-    return held
-
-
-def _readable_manifests(store: Store) -> list[Any]:
-    manifests = []
-    for name in store.iter_models():
+def _blob_sizes(store: Store) -> dict[str, int]:
+    """Size of every file in the store's blobs/ (links followed, as Ollama's
+    pull looks: a blob it finds is not fetched again)."""
+    sizes: dict[str, int] = {}
+    try:
+        entries = list(os.scandir(store.blobs_dir))
+    except FileNotFoundError:
+        return sizes
+    for entry in entries:
         try:
-            manifests.append(store.read_manifest(name))
-        except (MalformedManifest, ModelNotFound, OSError):
+            sizes[entry.name] = entry.stat().st_size
+        except OSError:
             continue
-    return manifests
+    return sizes
 
 
 def pull(options: PullOptions, reporter: Reporter | None = None) -> PullResult:
