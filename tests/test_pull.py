@@ -169,7 +169,7 @@ def test_a_pull_that_would_cross_the_reserve_fails_before_anything_is_fetched(
     store.mkdir()
     run = pull(store, "--reserve", "1000t", "mistral:7b")
     assert run.code == 1
-    assert "pulling mistral:7b" in run.err
+    assert f"pulling mistral:7b (4.6 MiB from {mirror.address})" in run.err
     assert "1000.0 TiB must stay free" in run.err
     assert _files(store) == []
     assert mirror.blob_fetches() == {}

@@ -146,7 +146,8 @@ def survey(options: PullOptions, identity: Identity | None = None) -> Survey:
     found.free_bytes = info.f_bavail * info.f_frsize
     if found.wanted and found.free_bytes - found.fetch_bytes < reserve:
         listed = ", ".join(
-            f"{model.origin.wanted.short} ({human(model.fetch_bytes)})" for model in found.wanted
+            f"{model.origin.wanted.short} ({human(model.fetch_bytes)} from {model.origin.registry})"
+            for model in found.wanted
         )
         raise OutOfSpace(
             f"source: pulling {listed} into {store.root} needs {human(found.fetch_bytes)}, and"
