@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -141,7 +142,9 @@ class Uplink:
             asyncio.start_server(self._client, "127.0.0.1", self.port)
         )
         self.ready.set()
-        self.loop.run_until_complete(server.serve_forever())
+        # Stopped from main() at the end: the serving task ends unfinished.
+        with contextlib.suppress(RuntimeError):
+            self.loop.run_until_complete(server.serve_forever())
 
     async def _take(self, nbytes: int) -> None:
         async with self.bucket:
@@ -345,7 +348,7 @@ def main(argv: list[str]) -> int:
                 f" {human(hand_bytes)} | - |"
             )
             rows.append(
-                f"| {count} host(s), `site.yml`'s pull through the mirror | {via:.1f} s"
+                f"| {count} host(s), `ollama-ramdisk pull --mirror` (site.yml's pull) | {via:.1f} s"
                 f" ({hand / via:.2f}x) | 0 | {human(mirror_bytes / count)} per host"
                 f" (+ {human(mirror_probes / count)} of unread probes) |"
             )
