@@ -7,7 +7,7 @@
 # mount, so the tmpfs, ownership and hostile-store tests run for real. pytest
 # and hypothesis are the project's (pyproject.toml), downloaded as wheels for
 # that Python by the host's pip and installed offline in the container. Left out: what needs Ansible, the real Ollama or
-# promtool (tests/ of the modules, roles and playbooks; test_real_ollama;
+# promtool (tests/ of the modules, roles and playbooks; test_real_ollama and test_pull;
 # test_metrics), and the test of the console script pip installs (the project
 # is not installed here, only its tree); they run on the host in `make unit`.
 #
@@ -19,7 +19,7 @@ SUITE=${1:?usage: scripts/core-tests.sh SUITE [PYTEST ARGS...]}
 shift
 IMAGE=ollama-ramdisk-core:$SUITE
 # The tests that need neither Ansible, nor Ollama, nor promtool.
-EXCLUDE='^tests/test_(module_|role_|playbooks|size_grammar|defaults|real_ollama|metrics|benchmarks_quick)'
+EXCLUDE='^tests/test_(module_|role_|playbooks|size_grammar|defaults|real_ollama|pull\.py|metrics|benchmarks_quick)'
 
 log() { printf 'core-tests: %s\n' "$*" >&2; }
 

@@ -205,22 +205,6 @@ def test_a_corrupt_blob_on_the_mirror_fails_the_pull_naming_its_digest_and_leave
     assert {path.split("sha256-")[1] for path in added} < set(_blobs(disk_store, ["mistral:7b"]))
 
 
-@pytest.mark.parametrize(
-    ("argv", "said"),
-    [
-        (["--mirror", "http://mirror:5000"], "give host or host:port, no scheme or path"),
-        (["--mirror", "mirror:5000/v2"], "give host or host:port, no scheme or path"),
-        (["--insecure"], "insecure and CA file need a mirror address"),
-    ],
-)
-def test_a_bad_mirror_setting_is_refused_before_anything(
-    cli, tmp_path: Path, argv: list[str], said: str
-) -> None:
-    run = cli("pull", "--source", tmp_path, *argv, "mistral:7b")
-    assert run.code == 2
-    assert said in run.err
-
-
 def test_a_root_run_pulls_with_the_store_owners_rights_and_everything_is_theirs(
     pull, mirror: Registry, tmp_path: Path
 ) -> None:
