@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
 
@@ -58,6 +59,18 @@ examples:
 {PULL_FAILURES}"""
 
 
+def add_mirror_options(parser: argparse.ArgumentParser) -> None:
+    """--mirror, --insecure and --ca-file: the options pull and push share."""
+    parser.add_argument("--mirror", metavar="HOST:PORT", type=TEXT, help="the fleet's OCI registry")
+    add_flag(parser, "insecure", "speak plain HTTP to the mirror")
+    parser.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        type=PATH,
+        help="CA bundle that signed the mirror's certificate",
+    )
+
+
 def add_parser(commands: Any) -> None:
     parser = add_command(
         commands,
@@ -68,14 +81,7 @@ def add_parser(commands: Any) -> None:
         progress=True,
     )
     parser.add_argument("--source", metavar="DIR", type=PATH, help="the disk store (written)")
-    parser.add_argument("--mirror", metavar="HOST:PORT", type=TEXT, help="the fleet's OCI registry")
-    add_flag(parser, "insecure", "speak plain HTTP to the mirror")
-    parser.add_argument(
-        "--ca-file",
-        metavar="FILE",
-        type=PATH,
-        help="CA bundle that signed the mirror's certificate",
-    )
+    add_mirror_options(parser)
     parser.add_argument(
         "--reserve",
         type=SIZE,

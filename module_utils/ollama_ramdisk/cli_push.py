@@ -7,14 +7,13 @@ from typing import Any
 from .cli_common import (
     PATH,
     PROG,
-    TEXT,
     Options,
     add_command,
-    add_flag,
     add_models,
     emit,
     exit_status_text,
 )
+from .cli_pull import add_mirror_options
 from .errors import EXIT_OK, InvalidOption
 
 PUSH_DESCRIPTION = """\
@@ -46,14 +45,7 @@ def add_parser(commands: Any) -> None:
         progress=True,
     )
     parser.add_argument("--source", metavar="DIR", type=PATH, help="the disk store (read)")
-    parser.add_argument("--mirror", metavar="HOST:PORT", type=TEXT, help="the fleet's OCI registry")
-    add_flag(parser, "insecure", "speak plain HTTP to the mirror")
-    parser.add_argument(
-        "--ca-file",
-        metavar="FILE",
-        type=PATH,
-        help="CA bundle that signed the mirror's certificate",
-    )
+    add_mirror_options(parser)
     parser.add_argument("--ollama", metavar="FILE", type=PATH, help="the host's ollama binary")
     add_models(parser, "model to push")
 

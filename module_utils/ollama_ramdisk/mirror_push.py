@@ -15,18 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bounded_http import TransportError, open_stream
 from .identity import acting_as, run_identity
 from .names import DEFAULT_HOST, parse_names
 from .ollama_helper import find_ollama, helper_server
-from .pull import IDLE_SECONDS, call_api, check_event
+from .pull import call_api, stream_transfer
 from .registry import (
     ManifestUnknown,
     Mirror,
     Origin,
     fetch_manifest,
     origin_of,
-    pull_failed,
 )
 from .stopping import check_stop
 from .store import Manifest, Store
@@ -105,22 +103,4 @@ def _push_one(base: str, origin: Origin, mirror: Mirror) -> None:
     body = json.dumps(
         {"model": origin.pull_name.qualified, "insecure": mirror.insecure, "stream": True}
     ).encode()
-    try:
-        stream = open_stream(f"{base}/api/push", body, idle_seconds=IDLE_SECONDS)
-    except TransportError as error:
-        raise pull_failed(
-            origin, f"the host's Ollama did not take the push: {error}", PUSHED
-        ) from None
-    status = ""
-    try:
-        for line in stream.lines():
-            check_stop(origin.wanted.short)
-            status = check_event(origin, line, {}, None, PUSHED) or status
-    except TransportError as error:
-        raise pull_failed(origin, str(error), PUSHED) from None
-    finally:
-        stream.close()
-    if status != "success":
-        raise pull_failed(
-            origin, f"the push ended without success (last status: {status or 'none'})", PUSHED
-        )
+    stream_transfer(base, "/api/push", body, origin, action=PUSHED)

@@ -235,26 +235,7 @@ def _pull_one(
         }
     ).encode()
     progress: dict[str, int] = {}
-    try:
-        stream = open_stream(f"{base}/api/pull", body, idle_seconds=IDLE_SECONDS)
-    except TransportError as error:
-        raise pull_failed(origin, f"the host's Ollama did not take the pull: {error}") from None
-    try:
-        if stream.status != 200:
-            text = b"".join(stream.lines()).decode("utf-8", "replace")
-            raise pull_failed(origin, f"HTTP {stream.status}: {_said(text)}")
-        status = ""
-        for line in stream.lines():
-            check_stop(origin.wanted.short)
-            status = check_event(origin, line, progress, reporter)
-        if status != "success":
-            raise pull_failed(
-                origin, f"the pull ended without success (last status: {status or 'none'})"
-            )
-    except TransportError as error:
-        raise pull_failed(origin, str(error)) from None
-    finally:
-        stream.close()
+    stream_transfer(base, "/api/pull", body, origin, progress=progress, reporter=reporter)
     if origin.via_mirror:
         _rename(base, origin)
     seconds = time.monotonic() - started
@@ -269,6 +250,48 @@ def _pull_one(
         "seconds": round(seconds, 3),
         "rate": rate_text(fetched, seconds),
     }
+
+
+def stream_transfer(
+    base: str,
+    path: str,
+    body: bytes,
+    origin: Origin,
+    *,
+    action: str = "pulled from",
+    progress: dict[str, int] | None = None,
+    reporter: Reporter | None = None,
+) -> None:
+    """POST a pull or push to the host's Ollama and follow its stream of events
+    to the end; PullFailed naming the model and the registry unless it ends in
+    success."""
+    verb = action.split(maxsplit=1)[0].replace("pulled", "pull").replace("pushed", "push")
+    try:
+        stream = open_stream(f"{base}{path}", body, idle_seconds=IDLE_SECONDS)
+    except TransportError as error:
+        raise pull_failed(
+            origin, f"the host's Ollama did not take the {verb}: {error}", action
+        ) from None
+    status = ""
+    try:
+        if stream.status != 200:
+            text = b"".join(stream.lines()).decode("utf-8", "replace")
+            raise pull_failed(origin, f"HTTP {stream.status}: {_said(text)}", action)
+        for line in stream.lines():
+            check_stop(origin.wanted.short)
+            status = (
+                check_event(
+                    origin, line, progress if progress is not None else {}, reporter, action
+                )
+                or status
+            )
+    except TransportError as error:
+        raise pull_failed(origin, str(error), action) from None
+    finally:
+        stream.close()
+    if status != "success":
+        said = f"the {verb} ended without success (last status: {status or 'none'})"
+        raise pull_failed(origin, said, action)
 
 
 def check_event(
