@@ -31,8 +31,8 @@ from storegen import (
     make_store,
 )
 
-# The real Ollama and registry, as fixtures for every test module.
-pytest_plugins = ["real_parts"]
+# The real Ollama and registry, and the security tests' scene, as fixtures.
+pytest_plugins = ["real_parts", "attack_scene"]
 
 # No per-example deadline: the machines the tests run on are shared and noisy,
 # and what the property tests check is what the core returns, not how fast.
