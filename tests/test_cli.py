@@ -502,7 +502,7 @@ def test_an_io_error_exits_1_naming_the_path(
     run = cli("status", "--store", built.root, "--prometheus", target)
 
     assert run.code == 1
-    assert f"ollama-ramdisk: error: {tmp_path / 'no-such-dir'}/" in run.err
+    assert f"ollama-ramdisk: error: {tmp_path / 'no-such-dir'}: No such file" in run.err
     assert "No such file or directory" in run.err
 
 

@@ -21,6 +21,7 @@ ROLE_DEFAULTS = {
     ("ollama_ramdisk", "ollama_ramdisk_headroom"): defaults.HEADROOM,
     ("ollama_ramdisk", "ollama_ramdisk_lock_timeout"): defaults.LOCK_TIMEOUT,
     ("ollama_ramdisk", "ollama_ramdisk_writeback_reserve"): defaults.WRITEBACK_RESERVE,
+    ("ollama_ramdisk", "ollama_ramdisk_metrics_max_models"): defaults.METRICS_MAX_MODELS,
     ("ollama_service", "ollama_service_preload_retries"): defaults.PRELOAD_RETRIES,
     ("ollama_service", "ollama_service_preload_timeout"): defaults.PRELOAD_LOAD_TIMEOUT,
 }
@@ -45,6 +46,7 @@ HELP_DEFAULTS = {
     ("preload", "--retries"): defaults.PRELOAD_RETRIES,
     ("preload", "--load-timeout"): defaults.PRELOAD_LOAD_TIMEOUT,
     ("preload", "--host"): defaults.OLLAMA_HOST,
+    ("status", "--metrics-max-models"): defaults.METRICS_MAX_MODELS,
 }
 
 

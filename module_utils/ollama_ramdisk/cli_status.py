@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cli_common import (
+    COUNT,
     EXIT_STATUS,
     PATH,
     PROG,
@@ -16,6 +17,7 @@ from .cli_common import (
     existing_store,
     warn,
 )
+from .defaults import METRICS_MAX_MODELS
 from .errors import EXIT_OK
 
 STATUS_DESCRIPTION = """\
@@ -42,7 +44,8 @@ output (--json keys):
   --prometheus FILE writes node_exporter textfile metrics atomically, every
   series labelled by store: ollama_ramdisk_size_bytes, _used_bytes,
   _available_bytes, _models, _model_bytes{{model}},
-  _model_resident{{model,residency}}, _ram_only_models, _ram_only_model{{model}};
+  _model_resident{{model,residency}}, _ram_only_models, _ram_only_model{{model}},
+  _models_left_out{{seen}} (per-model series for at most --metrics-max-models);
   with --ollama-host _ollama_up, _ollama_loaded_models,
   _ollama_model_size_bytes{{model}}, _ollama_model_vram_bytes{{model}},
   _ollama_model_expiry_seconds{{model}}; with --state-dir
@@ -82,6 +85,11 @@ def add_parser(commands: Any) -> None:
         help="also write node_exporter textfile metrics to FILE (atomically)",
     )
     parser.add_argument(
+        "--metrics-max-models", type=COUNT, metavar="N",
+        help="per-model series for at most N models of the store and N loaded ones (default"
+        f" {METRICS_MAX_MODELS}); the others are counted in ollama_ramdisk_models_left_out",
+    )  # fmt: skip
+    parser.add_argument(
         "--ollama-host", type=TEXT, metavar="HOST[:PORT]",
         help="also show what this Ollama has loaded (/api/ps; OLLAMA_HOST's form)",
     )  # fmt: skip
@@ -103,7 +111,8 @@ def run(options: Options) -> int:
     )
     prometheus = options.get("prometheus")
     if prometheus is not None:
-        write_textfile(collected, prometheus)
+        max_models = options.get("metrics_max_models")
+        write_textfile(collected, prometheus, max_models or METRICS_MAX_MODELS, warn)
     outcome = collected.to_dict()
     emit(options, outcome, status_lines(outcome))
     return EXIT_OK

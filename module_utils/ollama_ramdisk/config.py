@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import InputProblems, InvalidOption
-from .sizes import parse_size
+from .safeio import NotRegular, open_regular
+from .sizes import is_decimal, parse_size
 
 # A config is a few lines; refuse to read something that is clearly not one.
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -41,7 +43,7 @@ def to_count(value: object) -> int:
         raise ValueError(f"expected a whole number, got {value!r}")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and is_decimal(value.strip()):
         number = int(value.strip())
     else:
         raise ValueError(f"expected a whole number, got {value!r}")
@@ -120,6 +122,7 @@ KEYS: dict[str, Callable[[object], Any]] = {
     "lock_timeout": to_number,
     "repair": to_bool,
     "prometheus": to_path,
+    "metrics_max_models": to_count,
     "state_dir": to_path,
     "json": to_bool,
     "quiet": to_bool,
@@ -178,8 +181,16 @@ def load_config(path: Path) -> dict[str, Any]:
 
 
 def _read(path: Path) -> str:
+    """The file's text, opened without blocking: a FIFO named by mistake (or by
+    somebody else) would hang a blocking open, a device read for ever."""
     try:
-        with open(path, "rb") as handle:
+        fd, _status = open_regular(path)
+    except NotRegular as error:
+        raise InvalidOption(f"config {path}: {error.strerror}") from None
+    except OSError as error:
+        raise InvalidOption(f"config {path}: cannot be read ({error.strerror})") from None
+    try:
+        with os.fdopen(fd, "rb") as handle:
             raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as error:
         raise InvalidOption(f"config {path}: cannot be read ({error.strerror})") from None
@@ -195,6 +206,8 @@ def _parse(path: Path, text: str) -> object:
     """JSON first; YAML (a superset) when PyYAML is there and JSON fails."""
     try:
         return json.loads(text)
+    except RecursionError:
+        raise InvalidOption(f"config {path}: nested too deeply to be a config") from None
     except ValueError as json_error:
         try:
             import yaml  # noqa: PLC0415 - optional: the core is standard library only
@@ -205,5 +218,7 @@ def _parse(path: Path, text: str) -> object:
             raise InvalidOption(f"config {path}: not valid JSON ({json_error}){hint}") from None
         try:
             return yaml.safe_load(text)
+        except RecursionError:
+            raise InvalidOption(f"config {path}: nested too deeply to be a config") from None
         except yaml.YAMLError as yaml_error:
             raise InvalidOption(f"config {path}: neither JSON nor YAML ({yaml_error})") from None

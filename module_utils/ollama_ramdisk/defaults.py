@@ -19,3 +19,6 @@ PRELOAD_RETRIES = 3
 PRELOAD_LOAD_TIMEOUT = 600.0
 # preload, status: Ollama's address when OLLAMA_HOST does not say.
 OLLAMA_HOST = "127.0.0.1:11434"
+# status --prometheus: models given per-model series (any API client can make
+# models, each adding a handful of series labelled with its name).
+METRICS_MAX_MODELS = 200

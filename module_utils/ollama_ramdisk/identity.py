@@ -10,16 +10,24 @@ few steps that need root, such as writing a metrics file into a root-owned
 directory). Then the kernel, not this code, refuses every escape: the run
 can read and write exactly what the owner could.
 
-Who controls a path: the owner of the deepest existing directory on it (the
-path as given and the path resolved) that root does not own. When root owns
-every component, nobody else can change the tree and the run stays root.
+Who controls a path: whoever may change the deepest existing component on
+it (the path as given and the path resolved) that anybody but root may
+change: its owner when root does not own it, else the members of a group
+that may write it, else every user (a directory anybody may write). A
+sticky directory above the deepest component (``/tmp``) lets others add
+entries but not replace root's, so its write bits do not count there. When
+only root can change every component, the run stays root; a tree every user
+may change is refused, and so is one a group controls unless the member to
+act as is known (``--owner``, or the group's only member).
 """
 
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -64,18 +72,79 @@ def _owners_along(path: Path) -> list[tuple[Path, os.stat_result]]:
     return found
 
 
-def controller(path: Path) -> tuple[Path, os.stat_result] | None:
-    """The deepest existing component of ``path`` that root does not own: its
-    owner can replace what lies below it. Links on the way count (their owner
+def group_members(gid: int) -> tuple[str, ...]:
+    """Users other than root in group ``gid``: named in it, or with it as primary."""
+    try:
+        named = set(grp.getgrgid(gid).gr_mem)
+    except KeyError:
+        named = set()
+    named |= {entry.pw_name for entry in pwd.getpwall() if entry.pw_gid == gid}
+    return tuple(sorted(name for name in named if _uid_of(name) != ROOT_UID))
+
+
+def _uid_of(name: str) -> int | None:
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+
+
+@dataclass(frozen=True)
+class Control:
+    """Who besides root may change ``where``: its owner (``by`` "owner"), the
+    members of its group ("group") or every user ("others")."""
+
+    where: Path
+    status: os.stat_result
+    by: str
+
+    @property
+    def mode_text(self) -> str:
+        return f"{stat.S_IMODE(self.status.st_mode):04o}"
+
+    @property
+    def group_name(self) -> str:
+        try:
+            return grp.getgrgid(self.status.st_gid).gr_name
+        except KeyError:
+            return str(self.status.st_gid)
+
+
+def _control_of(where: Path, status: os.stat_result, deepest: bool) -> Control | None:
+    if status.st_uid != ROOT_UID:
+        return Control(where, status, "owner")
+    if stat.S_ISLNK(status.st_mode):
+        return None  # a link's mode means nothing; root chose where it leads
+    # Below a sticky directory only an entry's owner may rename or remove it.
+    if status.st_mode & stat.S_ISVTX and not deepest:
+        return None
+    if status.st_mode & stat.S_IWOTH:
+        return Control(where, status, "others")
+    if status.st_mode & stat.S_IWGRP and group_members(status.st_gid):
+        return Control(where, status, "group")
+    return None
+
+
+def _controls_along(path: Path) -> list[Control]:
+    found = _owners_along(path)
+    return [
+        control
+        for index, (where, status) in enumerate(found)
+        if (control := _control_of(where, status, index == len(found) - 1)) is not None
+    ]
+
+
+def controller(path: Path) -> Control | None:
+    """Who may change what lies below ``path`` besides root: the deepest
+    component anybody else may change. Links on the way count (their owner
     chose where they lead), and so do the components of the resolved path."""
-    candidates = _owners_along(path)
+    candidates = _controls_along(path)
     if os.path.realpath(path) != os.path.abspath(path):
-        candidates += _owners_along(Path(os.path.realpath(path)))
-    foreign = [(where, status) for where, status in candidates if status.st_uid != ROOT_UID]
-    if not foreign:
+        candidates += _controls_along(Path(os.path.realpath(path)))
+    if not candidates:
         return None
     # The deepest one: the store's own owner rather than a home directory above it.
-    return max(foreign, key=lambda item: len(item[0].parts))
+    return max(candidates, key=lambda control: len(control.where.parts))
 
 
 def run_identity(
@@ -98,26 +167,80 @@ def run_identity(
         return None
     for path in [*written, *read]:
         found = controller(path)
-        if found is None:
-            continue
-        where, status = found
-        if owner_uid not in (-1, status.st_uid):
-            raise InvalidOption(
-                f"{option}: files cannot be given to uid {owner_uid}: {where} belongs to"
-                f" {identity_of(status.st_uid).name}, who controls the store, and the"
-                " command works on it with that user's rights"
-            )
-        gid = owner_gid if owner_gid >= 0 else status.st_gid
-        chosen = identity_of(status.st_uid, gid)
-        if owner_gid >= 0 and owner_gid not in chosen.groups:
-            raise InvalidOption(
-                f"{option}: {chosen.name} is not a member of group {owner_gid}, so files"
-                " of the store cannot be given to it"
-            )
-        return chosen
+        if found is not None:
+            return _identity_for(found, owner_uid, owner_gid, option)
     if owner_uid not in (-1, ROOT_UID):
         return identity_of(owner_uid, owner_gid if owner_gid >= 0 else None)
     return None
+
+
+def directory_identity(where: Path, status: os.stat_result) -> Identity | None:
+    """Whom to write into an open directory as (its fstat): whoever besides
+    root may change it; None (root) when nobody else may. What lies above no
+    longer matters once the directory itself is held by a descriptor."""
+    if os.geteuid() != ROOT_UID:
+        return None
+    found = _control_of(where, status, deepest=True)
+    return None if found is None else _identity_for(found, -1, -1, "owner")
+
+
+def _identity_for(found: Control, owner_uid: int, owner_gid: int, option: str) -> Identity:
+    if found.by == "others":
+        raise InvalidOption(
+            f"{found.where} (mode {found.mode_text}) may be changed by every user, so"
+            " nothing below it can be trusted: a root run refuses to work there; take"
+            f" the write right away from others (chmod o-w {found.where})"
+        )
+    if found.by == "group":
+        return _group_member(found, owner_uid, owner_gid, option)
+    uid = found.status.st_uid
+    if owner_uid not in (-1, uid):
+        raise InvalidOption(
+            f"{option}: files cannot be given to uid {owner_uid}: {found.where} belongs to"
+            f" {identity_of(uid).name}, who controls the store, and the"
+            " command works on it with that user's rights"
+        )
+    gid = owner_gid if owner_gid >= 0 else found.status.st_gid
+    chosen = identity_of(uid, gid)
+    _check_member(chosen, owner_gid, option)
+    return chosen
+
+
+def _group_member(found: Control, owner_uid: int, owner_gid: int, option: str) -> Identity:
+    """A root-owned directory a group may write: the work runs as a member of
+    that group, the owner named or the group's only member."""
+    gid = found.status.st_gid
+    members = group_members(gid)
+    where = (
+        f"{found.where} (mode {found.mode_text}, group {found.group_name}) may be changed"
+        f" by the group's members ({', '.join(members)})"
+    )
+    if owner_uid in (-1, ROOT_UID):
+        if owner_uid == -1 and len(members) == 1:
+            chosen = identity_of(pwd.getpwnam(members[0]).pw_uid, gid)
+            _check_member(chosen, owner_gid, option)
+            return chosen
+        raise InvalidOption(
+            f"{where}, so a root run does not work there with root's rights: name the"
+            " member to act as (--owner USER of populate, writeback and pull), or make"
+            f" the directory writable by its owner only (chmod g-w {found.where})"
+        )
+    chosen = identity_of(owner_uid, owner_gid if owner_gid >= 0 else gid)
+    if gid not in chosen.groups:
+        raise InvalidOption(
+            f"{option}: {chosen.name} is not a member of group {found.group_name}: {where},"
+            " and the command works on it with a member's rights"
+        )
+    _check_member(chosen, owner_gid, option)
+    return chosen
+
+
+def _check_member(chosen: Identity, owner_gid: int, option: str) -> None:
+    if owner_gid >= 0 and owner_gid not in chosen.groups:
+        raise InvalidOption(
+            f"{option}: {chosen.name} is not a member of group {owner_gid}, so files"
+            " of the store cannot be given to it"
+        )
 
 
 # Identity changes are process-wide: one change at a time, and the one in force.

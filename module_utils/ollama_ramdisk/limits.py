@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .errors import InvalidOption
 from .memory import UNLIMITED_THRESHOLD
-from .sizes import human
+from .sizes import human, is_decimal
 from .store import Manifest
 
 GB = 1000**3  # Ollama's format.GigaByte: its 8 GB headroom is decimal
@@ -140,7 +140,7 @@ def parse_limit(text: str, where: str) -> int | None:
     value = text.strip()
     if value in _UNLIMITED:
         return None
-    if not value.isdigit():
+    if not is_decimal(value):
         raise InvalidOption(f"{where}: {value!r} is not a memory limit")
     number = int(value)
     return None if number >= UNLIMITED_THRESHOLD else number

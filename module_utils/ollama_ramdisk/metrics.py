@@ -12,21 +12,30 @@ reads half of one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import tempfile
+import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .defaults import METRICS_MAX_MODELS
+from .desttree import TEMP_FLAGS
 from .errors import RamdiskError
+from .identity import acting_as, directory_identity
 from .ollama_api import RunningModel, api_base, running_models
 from .runreport import REPORTED_COMMANDS, SUMMARIES, RunReport
-from .status import RESIDENCIES, StoreStatus
+from .safeio import open_directory
+from .status import RESIDENCIES, ModelStatus, StoreStatus
 from .stopping import signals_deferred
 
 TEXTFILE_MODE = 0o644
+# Any client of Ollama's API can make models, each adding a handful of series
+# labelled with its name (20,000 copies made 80,000 series, 44 MiB a scrape):
+# only so many models get per-model series, the rest are counted.
+DEFAULT_MAX_MODEL_SERIES = METRICS_MAX_MODELS
 # Ollama writes a keep-alive of -1 as an expiry centuries away: that is "never".
 NEVER_AFTER_SECONDS = 100 * 365 * 24 * 3600
 
@@ -104,7 +113,22 @@ def _metric(name: str, help_text: str, samples: Iterable[tuple[str, float]]) -> 
 # ---------------------------------------------------------------- the series
 
 
-def _store_series(status: StoreStatus) -> list[str]:
+def series_models(status: StoreStatus, max_models: int) -> tuple[ModelStatus, ...]:
+    """The models that get per-model series, at most ``max_models``: those the
+    disk store has too (an operator's, not only an API client's) first, then
+    the largest, then by name; shown in the store's own order."""
+    if len(status.models) <= max_models:
+        return status.models
+    ram_only = set(status.ram_only or ())
+    ranked = sorted(
+        status.models,
+        key=lambda model: (model.name in ram_only, -model.bytes, model.name.qualified),
+    )
+    kept = {id(model) for model in ranked[:max_models]}
+    return tuple(model for model in status.models if id(model) in kept)
+
+
+def _store_series(status: StoreStatus, models: tuple[ModelStatus, ...]) -> list[str]:
     store = str(status.store)
     base = _labels(store=store)
     lines: list[str] = []
@@ -129,10 +153,7 @@ def _store_series(status: StoreStatus) -> list[str]:
     lines += _metric(
         "ollama_ramdisk_model_bytes",
         "Bytes of a model: its blobs and its manifest.",
-        [
-            (_labels(store=store, model=model.name.qualified), model.bytes)
-            for model in status.models
-        ],
+        [(_labels(store=store, model=model.name.qualified), model.bytes) for model in models],
     )
     lines += _metric(
         "ollama_ramdisk_model_resident",
@@ -142,11 +163,12 @@ def _store_series(status: StoreStatus) -> list[str]:
                 _labels(store=store, model=model.name.qualified, residency=residency),
                 int(model.residency == residency),
             )
-            for model in status.models
+            for model in models
             for residency in RESIDENCIES
         ],
     )
     if status.ram_only is not None:
+        ram_only = set(status.ram_only)
         lines += _metric(
             "ollama_ramdisk_ram_only_models",
             "Models that exist only in the store, not in the disk store: the write-back has not"
@@ -156,12 +178,18 @@ def _store_series(status: StoreStatus) -> list[str]:
         lines += _metric(
             "ollama_ramdisk_ram_only_model",
             "1 for each model that exists only in the store, not in the disk store.",
-            [(_labels(store=store, model=name.qualified), 1) for name in status.ram_only],
+            [
+                (_labels(store=store, model=model.name.qualified), 1)
+                for model in models
+                if model.name in ram_only
+            ],
         )
     return lines
 
 
-def _ollama_series(store: str, view: OllamaView, now: float) -> list[str]:
+def _ollama_series(
+    store: str, view: OllamaView, models: tuple[RunningModel, ...], now: float
+) -> list[str]:
     base = _labels(store=store)
     lines = _metric(
         "ollama_ramdisk_ollama_up",
@@ -175,7 +203,7 @@ def _ollama_series(store: str, view: OllamaView, now: float) -> list[str]:
         "Models Ollama holds in memory now (/api/ps).",
         [(base, len(view.models))],
     )
-    each = [(model, _labels(store=store, model=model.name.qualified)) for model in view.models]
+    each = [(model, _labels(store=store, model=model.name.qualified)) for model in models]
     lines += _metric(
         "ollama_ramdisk_ollama_model_size_bytes",
         "Memory a loaded model takes, as Ollama reports it (/api/ps size).",
@@ -244,6 +272,16 @@ def _run_series(store: str, reports: Mapping[str, RunReport]) -> list[str]:
     return lines
 
 
+def models_left_out(
+    status: StoreStatus, ollama: OllamaView | None, max_models: int
+) -> dict[str, int]:
+    """How many models get no per-model series, by where they were seen."""
+    return {
+        "store": max(0, len(status.models) - max_models),
+        "ollama": max(0, len(ollama.models) - max_models) if ollama and ollama.up else 0,
+    }
+
+
 def prometheus_text(
     status: StoreStatus,
     *,
@@ -251,12 +289,22 @@ def prometheus_text(
     reports: Mapping[str, RunReport] | None = None,
     collect_seconds: float | None = None,
     now: float | None = None,
+    max_models: int = DEFAULT_MAX_MODEL_SERIES,
 ) -> str:
-    """The textfile for a store, with Ollama's and the last runs' series when given."""
+    """The textfile for a store, with Ollama's and the last runs' series when
+    given; per-model series for at most ``max_models`` models of each kind."""
     store = str(status.store)
-    lines = _store_series(status)
+    lines = _store_series(status, series_models(status, max_models))
     if ollama is not None:
-        lines += _ollama_series(store, ollama, time.time() if now is None else now)
+        loaded = ollama.models[:max_models]
+        lines += _ollama_series(store, ollama, loaded, time.time() if now is None else now)
+    left_out = models_left_out(status, ollama, max_models)
+    lines += _metric(
+        "ollama_ramdisk_models_left_out",
+        f"Models given no per-model series: beyond the first {max_models} (the cap,"
+        " --metrics-max-models), by where they were seen (the store, Ollama's /api/ps).",
+        [(_labels(store=store, seen=seen), count) for seen, count in left_out.items()],
+    )
     if reports:
         lines += _run_series(store, reports)
     if collect_seconds is not None:
@@ -281,18 +329,32 @@ def write_prometheus(status: StoreStatus, path: Path, **series: object) -> None:
 
 
 def _replace_textfile(path: Path, text: str) -> None:
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
+    """Create, fill and rename through one descriptor of the directory, opened
+    without following links, with the rights of whoever may change that
+    directory: the owner of a directory above (a ``prometheus`` home) could
+    swap the textfile directory for a link between two calls by name, and
+    root would then write wherever the link points."""
+    directory = open_directory(path.parent)
+    try:
+        with acting_as(directory_identity(path.parent, os.fstat(directory))):
+            _replace_in(directory, path.name, text)
+    finally:
+        os.close(directory)
+
+
+def _replace_in(directory: int, name: str, text: str) -> None:
+    temporary = f".{name}.{secrets.token_hex(8)}.tmp"
+    # mkstemp's 0600 first; node_exporter usually runs as another user, so
+    # fchmod to 0644 after (never chmod by name: the name could be swapped).
+    descriptor = os.open(temporary, TEMP_FLAGS, 0o600, dir_fd=directory)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            # mkstemp creates 0600; node_exporter usually runs as another user.
-            # fchmod, never chmod by name: the name could be swapped for a link.
             os.fchmod(handle.fileno(), TEXTFILE_MODE)
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=directory)
         raise

@@ -1,5 +1,5 @@
 """Ollama's HTTP API, read by the preload and by the metrics: the address,
-bounded requests, and what ``/api/ps`` says is loaded.
+requests bounded in total time and bytes, and what ``/api/ps`` says is loaded.
 
 Any client of the API can make a model (and so a name) appear: every field of
 an answer is checked before it is used, and an answer is read only up to a
@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from .bounded_http import TransportError, request
 from .defaults import OLLAMA_HOST
 from .errors import InvalidOption, OperationFailed, RamdiskError
 from .names import ModelName, parse_name
+from .sizes import shorten
 
 # /api/ps lists a few models; a megabyte is far more than any real answer.
 MAX_ANSWER_BYTES = 1024 * 1024
@@ -46,29 +46,53 @@ def api_base(host: str | None) -> str:
     return f"{parts.scheme}://{name}:{port}"
 
 
-def error_text(error: Exception) -> str:
-    """Ollama's own ``error`` field when it sent one, else the transport's reason."""
-    if isinstance(error, urllib.error.HTTPError):
-        try:
-            return str(json.loads(error.read(MAX_ANSWER_BYTES)).get("error", error))
-        except (ValueError, OSError, AttributeError):
-            return str(error)
-    return str(getattr(error, "reason", error))
+def call_json(
+    base: str,
+    path: str,
+    seconds: float,
+    body: dict[str, Any] | None = None,
+    max_bytes: int = MAX_ANSWER_BYTES,
+) -> dict[str, Any]:
+    """GET ``path`` (POST ``body`` when given) and its answer, a JSON object.
 
-
-def get_json(base: str, path: str, timeout: float) -> dict[str, Any]:
-    """GET ``path``; OperationFailed naming the URL when it does not answer in JSON."""
+    The whole request, however slowly the server drips it, ends within
+    ``seconds``, and no more than ``max_bytes`` are read: whatever listens on
+    Ollama's port while Ollama is stopped may be any local user's server.
+    OperationFailed, naming the URL, for every way it can go wrong; for an
+    HTTP error, with Ollama's own ``error`` field when it sent one.
+    """
+    url = base + path
     try:
-        with urllib.request.urlopen(base + path, timeout=timeout) as response:  # noqa: S310
-            raw = response.read(MAX_ANSWER_BYTES + 1)
-        if len(raw) > MAX_ANSWER_BYTES:
-            raise ValueError(f"an answer longer than {MAX_ANSWER_BYTES} bytes")
-        answer = json.loads(raw or b"{}")
-        if not isinstance(answer, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as error:
-        raise OperationFailed(f"{base}{path}: {error_text(error)}") from None
-    return answer
+        answer = request(
+            url,
+            method="GET" if body is None else "POST",
+            body=None if body is None else json.dumps(body).encode(),
+            headers={} if body is None else {"Content-Type": "application/json"},
+            seconds=seconds,
+            max_bytes=max_bytes,
+            follow_redirects=False,
+        )
+    except TransportError as error:
+        raise OperationFailed(str(error)) from None
+    document = _json_object(answer.body)
+    if answer.status != 200:
+        said = document.get("error") if isinstance(document, dict) else None
+        reason = said if isinstance(said, str) and said else f"HTTP {answer.status}"
+        raise OperationFailed(f"{url}: {shorten(reason, 500)}")
+    if not isinstance(document, dict):
+        raise OperationFailed(f"{url}: {document}")
+    return document
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | str:
+    """The answer as a JSON object, or the reason it is not one."""
+    try:
+        document = json.loads(raw or b"{}")
+    except RecursionError:
+        return "an answer nested too deeply to be Ollama's"
+    except ValueError:
+        return "an answer that is not JSON"
+    return document if isinstance(document, dict) else "an answer that is not a JSON object"
 
 
 @dataclass(frozen=True)
@@ -84,7 +108,7 @@ class RunningModel:
 
 def running_models(base: str, timeout: float = 10.0) -> list[RunningModel]:
     """What Ollama has loaded now; entries it cannot have written are left out."""
-    listing = get_json(base, "/api/ps", timeout).get("models") or []
+    listing = call_json(base, "/api/ps", timeout).get("models") or []
     if not isinstance(listing, list):
         raise OperationFailed(f"{base}/api/ps: 'models' is not a list")
     running: list[RunningModel] = []

@@ -9,6 +9,7 @@ import pwd
 from dataclasses import dataclass
 
 from .errors import InvalidOption
+from .sizes import is_decimal, shorten
 
 DIR_MODE = 0o755
 FILE_MODE = 0o644
@@ -40,22 +41,41 @@ def parse_owner(text: str | None) -> Owner | None:
     return Owner(uid=uid, gid=gid)
 
 
+# Ids are 32 bits; (uid_t)-1 means "unchanged" to chown.
+MAX_ID = 2**32 - 2
+
+
+def _numeric_id(text: str, what: str, whole: str) -> int | None:
+    """A numeric id, None for a name; InvalidOption for a number no id can be."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    if not is_decimal(text, 10) or int(text) > MAX_ID:
+        raise InvalidOption(
+            f"owner: {what} id {shorten(text)} is out of range (in {shorten(whole)})"
+        )
+    return int(text)
+
+
 def _lookup_user(user: str, text: str) -> tuple[int, int]:
+    uid = _numeric_id(user, "user", text)
     try:
-        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        entry = pwd.getpwuid(uid) if uid is not None else pwd.getpwnam(user)
     except KeyError:
-        if user.isdigit():
-            return int(user), -1
+        if uid is not None:
+            return uid, -1
+        raise InvalidOption(f"owner: no such user {user!r} (in {text!r})") from None
+    except ValueError:  # a name holding NUL
         raise InvalidOption(f"owner: no such user {user!r} (in {text!r})") from None
     return entry.pw_uid, entry.pw_gid
 
 
 def _lookup_group(group: str, text: str) -> int:
-    if group.isdigit():
-        return int(group)
+    gid = _numeric_id(group, "group", text)
+    if gid is not None:
+        return gid
     try:
         return grp.getgrnam(group).gr_gid
-    except KeyError:
+    except (KeyError, ValueError):
         raise InvalidOption(f"owner: no such group {group!r} (in {text!r})") from None
 
 

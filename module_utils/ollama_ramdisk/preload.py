@@ -12,9 +12,8 @@ would be loaded.
 
 from __future__ import annotations
 
-import json
+import re
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,7 +21,11 @@ from typing import Any, Callable
 from .defaults import PRELOAD_LOAD_TIMEOUT, PRELOAD_RETRIES, PRELOAD_WAIT
 from .errors import InvalidOption, OperationFailed
 from .names import ModelName, parse_names
-from .ollama_api import api_base, error_text, running_models
+from .ollama_api import api_base, call_json, running_models
+from .sizes import is_decimal, shorten
+
+# Each look at /api/version while waiting for the server to come up.
+VERSION_SECONDS = 5.0
 
 __all__ = ["PreloadResult", "api_base", "loaded_models", "preload", "wait_for_api"]
 
@@ -50,29 +53,35 @@ class PreloadResult:
         }
 
 
+# Go's time.ParseDuration, which Ollama reads keep_alive strings with.
+_GO_DURATION = re.compile(
+    r"[+-]?(?:0|(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)\Z", re.ASCII
+)
+# Seconds as a JSON number: Ollama holds a duration in int64 nanoseconds.
+MAX_KEEP_ALIVE_SECONDS = 2**63 // 10**9
+
+
 def _keep_alive(value: object) -> int | str:
     """A JSON number is seconds, a string a Go duration (Ollama's own reading)."""
-    if isinstance(value, bool):
-        raise InvalidOption(f"keep_alive: {value!r} is not a duration")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidOption(f"keep_alive: {shorten(value)} is not a duration")
+    text = value.strip() if isinstance(value, str) else None
+    digits = text[1:] if text and text[0] in "+-" else text
+    if digits and digits.isascii() and digits.isdigit():
+        if not is_decimal(digits):  # int() refuses 4300 digits; none is a duration
+            raise InvalidOption(f"keep_alive: {shorten(text)} seconds is beyond any duration")
+        value = int(text)
     if isinstance(value, int):
+        if abs(value) > MAX_KEEP_ALIVE_SECONDS:
+            raise InvalidOption(f"keep_alive: {shorten(value)} seconds is beyond any duration")
         return value
-    text = str(value).strip()
-    if text.lstrip("+-").isdigit():
-        return int(text)
     if not text:
         raise InvalidOption("keep_alive: empty")
+    if not _GO_DURATION.match(text):
+        raise InvalidOption(
+            f"keep_alive: {shorten(text)} is neither seconds nor a Go duration (5m, 1h30m, -1)"
+        )
     return text
-
-
-def _post(base: str, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-    request = urllib.request.Request(  # noqa: S310 - http(s) only
-        base + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
-        return json.loads(response.read() or b"{}")
 
 
 def loaded_models(base: str) -> set[ModelName]:
@@ -84,16 +93,17 @@ def wait_for_api(base: str, wait: float, sleep: Callable[[float], None] = time.s
     """Until ``/api/version`` answers, at most ``wait`` seconds."""
     deadline = time.monotonic() + wait
     while True:
+        left = deadline - time.monotonic()
         try:
-            with urllib.request.urlopen(base + "/api/version", timeout=5):  # noqa: S310
-                return
-        except (OSError, ValueError) as error:
+            call_json(base, "/api/version", seconds=min(VERSION_SECONDS, max(left, 0.1)))
+            return
+        except OperationFailed as error:
             if time.monotonic() >= deadline:
                 raise OperationFailed(
-                    f"Ollama did not answer on {base} within {wait:g} s ({error_text(error)});"
+                    f"Ollama did not answer on {base} within {wait:g} s ({error});"
                     " nothing was preloaded"
                 ) from None
-        sleep(1.0)
+        sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
 
 
 def preload(
@@ -133,9 +143,9 @@ def preload(
         for attempt in range(1, retries + 1):
             began = time.monotonic()
             try:
-                _post(base, "/api/generate", {"model": model, "keep_alive": keep}, load_timeout)
-            except (OSError, ValueError) as error:
-                reason = error_text(error)
+                call_json(base, "/api/generate", load_timeout, {"model": model, "keep_alive": keep})
+            except OperationFailed as error:
+                reason = str(error)
                 if attempt < retries and "not found" not in reason:
                     sleep(2.0**attempt)
                     continue

@@ -22,6 +22,7 @@ from .sizes import MAX_SIZE
 from .stopping import enter_worker, signals_deferred
 
 _READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,6 +55,26 @@ def open_regular(
         os.close(fd)
         raise
     return fd, status
+
+
+def open_directory(path: str | os.PathLike[str]) -> int:
+    """A descriptor of the directory ``path``, each component opened from ``/``
+    without following links, so that a component swapped for a link is
+    refused, never followed. The OSError names the path as given."""
+    absolute = os.path.abspath(path)
+    fd = os.open("/", _DIRECTORY)
+    try:
+        for name in [part for part in absolute.split("/") if part]:
+            child = os.open(name, _DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except OSError as error:
+        os.close(fd)
+        reason = error.strerror
+        if error.errno in (errno.ELOOP, errno.ENOTDIR):
+            reason = "not a directory, or a link on the way (give the real path)"
+        raise OSError(error.errno, reason, os.fspath(path)) from None
+    return fd
 
 
 def kind_of(mode: int) -> str:

@@ -20,6 +20,13 @@ _UNITS = {"": 1, "k": KIB, "m": MIB, "g": GIB, "t": TIB}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
+def is_decimal(text: str, max_digits: int = 19) -> bool:
+    """Whether ``text`` is 1 to ``max_digits`` ASCII digits: ``str.isdigit`` also
+    takes ``²`` and other scripts' digits, which ``int`` refuses, and ``int``
+    refuses more than 4300 digits."""
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
 def parse_size(value: object, option: str = "size") -> int:
     """Bytes from a SIZE; InvalidOption names the option when it is not one."""
     if isinstance(value, bool):

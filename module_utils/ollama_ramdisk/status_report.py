@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .metrics import OllamaView, look_at_ollama, write_prometheus
+from .metrics import (
+    DEFAULT_MAX_MODEL_SERIES,
+    OllamaView,
+    look_at_ollama,
+    models_left_out,
+    write_prometheus,
+)
 from .runreport import RunReport, read_reports
 from .sizes import human
 from .status import StoreStatus, store_status
@@ -57,7 +63,19 @@ def collect(
     return Collected(status, ollama, reports, time.monotonic() - started, time.time())
 
 
-def write_textfile(collected: Collected, path: Path) -> None:
+def write_textfile(
+    collected: Collected,
+    path: Path,
+    max_models: int = DEFAULT_MAX_MODEL_SERIES,
+    warn: Callable[[str], None] | None = None,
+) -> None:
+    left_out = models_left_out(collected.status, collected.ollama, max_models)
+    if warn is not None and any(left_out.values()):
+        warn(
+            f"metrics: {left_out['store']} model(s) of the store and {left_out['ollama']} of"
+            f" Ollama's loaded ones got no per-model series (at most {max_models} each;"
+            " --metrics-max-models); ollama_ramdisk_models_left_out counts them"
+        )
     write_prometheus(
         collected.status,
         path,
@@ -65,6 +83,7 @@ def write_textfile(collected: Collected, path: Path) -> None:
         reports=collected.reports,
         collect_seconds=collected.seconds,
         now=collected.at,
+        max_models=max_models,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import math
@@ -11,9 +12,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .desttree import LOCK_NAME, DestTree, unsafe_path
+from .desttree import LOCK_NAME, DestTree, temp_name, unsafe_path
 from .errors import InvalidOption, LockTimeout
-from .owners import FILE_MODE, apply_owner
+from .owners import apply_owner
+
+# flock works on a read-only descriptor: whoever may open the lock file may hold
+# it and stop every run (and the refill before Ollama starts). Only its owner
+# (and root) may open it.
+LOCK_MODE = 0o600
 
 
 def check_lock_timeout(timeout: object) -> float:
@@ -69,8 +75,8 @@ class StoreLock:
 
     def _open(self) -> int | None:
         """The lock file: a plain file with one link, opened without blocking (a
-        FIFO planted there would hang a blocking open); given the owner only
-        when this run created it."""
+        FIFO planted there would hang a blocking open), mode 0600; given the
+        owner only when this run created it."""
         if not self.tree.exists:
             return None
         root = self.tree.root_fd
@@ -82,7 +88,10 @@ class StoreLock:
             else:
                 try:
                     fd = os.open(
-                        LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL | flags, 0o600, dir_fd=root
+                        LOCK_NAME,
+                        os.O_RDWR | os.O_CREAT | os.O_EXCL | flags,
+                        LOCK_MODE,
+                        dir_fd=root,
                     )
                     created = True
                 except FileExistsError:
@@ -99,8 +108,42 @@ class StoreLock:
             kind = "has other hard links" if stat.S_ISREG(status.st_mode) else "is not a file"
             raise unsafe_path(self.path, f"{kind}; remove it")
         if created:
-            apply_owner(fd, self.tree.owner, FILE_MODE)
+            apply_owner(fd, self.tree.owner, LOCK_MODE)
+        elif stat.S_IMODE(status.st_mode) & 0o077 and not self.shared_if_present:
+            return self._replace(fd, status)
         return fd
+
+    def _replace(self, fd: int, status: os.stat_result) -> int | None:
+        """A lock file others may open (older versions made it 0644) lets any of
+        them hold the lock for ever, and a chmod would not take a lock they
+        hold already: put a new lock file of the owner's alone in its place.
+        Readers (``shared_if_present``) change nothing and keep the old one."""
+        root = self.tree.root_fd
+        try:
+            named = os.stat(LOCK_NAME, dir_fd=root, follow_symlinks=False)
+        except FileNotFoundError:
+            named = None
+        if named is None or (named.st_dev, named.st_ino) != (status.st_dev, status.st_ino):
+            os.close(fd)  # another run replaced it meanwhile: take that one
+            return self._open()
+        temporary = temp_name(LOCK_NAME)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fresh = os.open(temporary, flags, LOCK_MODE, dir_fd=root)
+        except OSError as error:
+            os.close(fd)
+            raise OSError(error.errno, error.strerror, str(self.path)) from None
+        try:
+            apply_owner(fresh, self.tree.owner, LOCK_MODE)
+            os.rename(temporary, LOCK_NAME, src_dir_fd=root, dst_dir_fd=root)
+        except BaseException:
+            os.close(fresh)
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=root)
+            raise
+        finally:
+            os.close(fd)
+        return fresh
 
     def _wait_for(self, mode: int) -> None:
         assert self._fd is not None
