@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,15 +56,48 @@ def _signal_handlers_restored() -> Iterator[None]:
         signal.signal(signum, handler)
 
 
+# The session's own temporary root (pytest_configure): the directories the
+# tests open to other users lie below it, and only this session changes it.
+SESSION_ROOT_VARIABLE = "OLLAMA_RAMDISK_TEST_SESSION_ROOT"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the session a temporary root of its own (xdist's workers inherit it).
+
+    pytest's default root, /tmp/pytest-of-USER, is shared by every pytest
+    session of the user, and each one makes it 0700 when it starts: a second
+    session (a Molecule verifier, a second suite) would then lock the store
+    owner out of every test's directory halfway through a run.
+    """
+    if config.option.basetemp is not None or hasattr(config, "workerinput"):
+        return
+    root = Path(tempfile.mkdtemp(prefix="ollama-ramdisk-tests-"))
+    root.chmod(0o755)
+    os.environ[SESSION_ROOT_VARIABLE] = str(root)
+    config.option.basetemp = root / "basetemp"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's root after a green run; keep it for a red one."""
+    root = os.environ.get(SESSION_ROOT_VARIABLE)
+    if root and exitstatus == 0 and not hasattr(session.config, "workerinput"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def _traversable_tmp_path(tmp_path: Path) -> None:
     """pytest makes its temporary directories 0700; a root run that works as a
     store's owner (identity.py) must be able to reach the stores under them, as
-    it reaches /mnt/ollama and /usr/share/ollama on a host."""
+    it reaches /mnt/ollama and /usr/share/ollama on a host. Only directories
+    below the session's root are opened, never one above it (such as /tmp)."""
+    root = os.environ.get(SESSION_ROOT_VARIABLE)
+    top = Path(root) if root else tmp_path
     for directory in [tmp_path, *tmp_path.parents]:
-        if directory == Path(tmp_path.anchor) or directory.stat().st_uid != os.geteuid():
+        if directory != top and top not in directory.parents:
             break
-        directory.chmod(0o755)
+        if directory.stat().st_uid == os.geteuid():
+            directory.chmod(0o755)
 
 
 def _unmount(path: Path) -> None:
