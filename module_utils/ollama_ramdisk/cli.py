@@ -29,6 +29,7 @@ from . import (
 from .cli_common import EXIT_STATUS, PROG, Options, Parser, UsageError, add_common, warn
 from .config import load_config
 from .errors import EXIT_FAILED, EXIT_INVALID, RamdiskError, os_error_text
+from .printable import printable
 from .runreport import REPORTED_COMMANDS, make_report, write_report
 
 MAIN_DESCRIPTION = """\
@@ -94,9 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report_error(message: str, code: int, as_json: bool, problems: Sequence[str] = ()) -> None:
-    """Each problem on its own stderr line; with --json, also one JSON object on stdout."""
-    for line in message.splitlines() or [message]:
-        print(f"{PROG}: error: {line}", file=sys.stderr)
+    """Each problem on its own stderr line; with --json, also one JSON object on stdout.
+    A line break inside a problem (a name read from a store) is escaped, never
+    a line of its own."""
+    for line in problems or [message]:
+        print(f"{PROG}: error: {printable(line)}", file=sys.stderr)
     if as_json:
         document = {"error": message, "problems": list(problems) or [message], "exit_code": code}
         print(json.dumps(document, indent=2))

@@ -14,6 +14,7 @@ from .config import to_count, to_number, to_path, to_size, to_text
 from .defaults import LOCK_TIMEOUT
 from .errors import InvalidOption
 from .plan import check_headroom
+from .printable import printable
 from .store import Store
 
 PROG = "ollama-ramdisk"
@@ -212,11 +213,11 @@ def emit(options: Options, result: Mapping[str, Any], lines: Sequence[str]) -> N
         print(json.dumps(result, indent=2))
     else:
         for line in lines:
-            print(line)
+            print(printable(line))
 
 
 def warn(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    print(f"{PROG}: {printable(message)}", file=sys.stderr)
 
 
 def existing_store(path: Path, option: str) -> Store:

@@ -94,6 +94,12 @@ def add_parser(commands: Any) -> None:
         help="also show what this Ollama has loaded (/api/ps; OLLAMA_HOST's form)",
     )  # fmt: skip
     add_state_dir(parser, "also show how the last populate, writeback and verify ended")
+    parser.add_argument(
+        "--verify-unit", type=TEXT, metavar="UNIT",
+        help="the check's systemd unit: a verify counts as a success only when its report"
+        " and the unit's last run since boot both say so (the report is the store owner's"
+        " to write, the unit's result systemd's)",
+    )  # fmt: skip
 
 
 def run(options: Options) -> int:
@@ -108,6 +114,7 @@ def run(options: Options) -> int:
         ollama_host=options.get("ollama_host"),
         state_dir=options.get("state_dir"),
         warn=warn,
+        verify_unit=options.get("verify_unit"),
     )
     prometheus = options.get("prometheus")
     if prometheus is not None:

@@ -123,6 +123,7 @@ KEYS: dict[str, Callable[[object], Any]] = {
     "repair": to_bool,
     "prometheus": to_path,
     "metrics_max_models": to_count,
+    "verify_unit": to_text,
     "state_dir": to_path,
     "json": to_bool,
     "quiet": to_bool,

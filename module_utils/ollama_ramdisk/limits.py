@@ -15,8 +15,6 @@ what a load adds, or the server is killed or throttled.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from .errors import InvalidOption
 from .memory import UNLIMITED_THRESHOLD
 from .sizes import human, is_decimal
 from .store import Manifest
+from .systemd_units import show
 
 GB = 1000**3  # Ollama's format.GigaByte: its 8 GB headroom is decimal
 MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
@@ -163,29 +162,12 @@ def cgroup_limits(cgroup_dir: Path, stop_at: Path) -> list[tuple[str, int]]:
         current = current.parent
 
 
-def _systemctl_show(unit: str) -> dict[str, str]:
-    systemctl = shutil.which("systemctl")
-    if systemctl is None:
-        raise InvalidOption(f"unit: {unit}: systemctl is not installed here")
-    # A fixed program, the unit after --: nothing here is a shell.
-    completed = subprocess.run(
-        [systemctl, "show", "--property=MemoryMax,MemoryHigh,Slice,LoadState", "--", unit],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
-    if completed.returncode != 0:
-        raise InvalidOption(f"unit: systemctl show {unit}: {completed.stderr.strip()}")
-    return dict(line.partition("=")[::2] for line in completed.stdout.splitlines() if "=" in line)
-
-
 def unit_limits(unit: str) -> list[tuple[str, int]]:
     """MemoryMax= and MemoryHigh= of a unit and of each slice above it (systemd's values)."""
     found: list[tuple[str, int]] = []
     current = unit
     for _ in range(16):  # slices nest a few levels; never loop on a bad answer
-        properties = _systemctl_show(current)
+        properties = show(current, ("MemoryMax", "MemoryHigh", "Slice", "LoadState"))
         if current == unit and properties.get("LoadState") == "not-found":
             raise InvalidOption(f"unit: {unit} is not installed on this host")
         for key in ("MemoryMax", "MemoryHigh"):

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Callable, TextIO
 
+from .printable import printable
 from .sizes import MIB, human
 
 # At most ~5 redraws per second: faster only costs CPU and flicker.
@@ -92,13 +93,17 @@ class _StreamReporter(Reporter):
         except (OSError, ValueError):
             pass
 
+    def _write_line(self, text: str) -> None:
+        """A line that may hold names from a store: escaped, one line."""
+        self._write(printable(text) + "\n")
+
 
 class QuietReporter(_StreamReporter):
     """Warnings only: ``--quiet``."""
 
     def warn(self, message: str) -> None:
         with self.lock:
-            self._write(f"warning: {message}\n")
+            self._write_line(f"warning: {message}")
 
 
 class LineReporter(_StreamReporter):
@@ -122,7 +127,7 @@ class LineReporter(_StreamReporter):
         with self.lock:
             self.done_files += 1
             size = f" ({human(nbytes)})" if nbytes else ""
-            self._write(f"{action} {relpath}{size}\n")
+            self._write_line(f"{action} {relpath}{size}")
             self.last_line = self.clock()
 
     def advance(self, nbytes: int) -> None:
@@ -140,11 +145,11 @@ class LineReporter(_StreamReporter):
 
     def warn(self, message: str) -> None:
         with self.lock:
-            self._write(f"warning: {message}\n")
+            self._write_line(f"warning: {message}")
 
     def finish(self, summary: str) -> None:
         with self.lock:
-            self._write(f"{summary}\n")
+            self._write_line(summary)
 
 
 class LiveReporter(_StreamReporter):
@@ -171,13 +176,13 @@ class LiveReporter(_StreamReporter):
     def warn(self, message: str) -> None:
         with self.lock:
             self._clear()
-            self._write(f"warning: {message}\n")
+            self._write_line(f"warning: {message}")
             self._draw(force=True)
 
     def finish(self, summary: str) -> None:
         with self.lock:
             self._clear()
-            self._write(f"{summary}\n")
+            self._write_line(summary)
 
     def line(self) -> str:
         """The progress line as it is drawn now (without control characters)."""

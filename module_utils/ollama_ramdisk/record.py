@@ -65,7 +65,7 @@ def parse_record(raw: bytes, path: Path, warn: Callable[[str], None]) -> list[Mo
         entries = json.loads(raw.decode("utf-8"))["models"]
         if not isinstance(entries, list):
             raise TypeError
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):
         warn(f'{path} is not a record of models ({{"models": [...]}}): ignored')
         return []
     names: dict[ModelName, None] = {}  # in order, each once, without a list scan

@@ -27,6 +27,7 @@ from typing import Any, Callable
 from .desttree import DestTree
 from .errors import RamdiskError
 from .identity import acting_as, run_identity
+from .systemd_units import UnitResult
 
 REPORTED_COMMANDS = ("populate", "writeback", "verify")
 MAX_REPORT_BYTES = 64 * 1024
@@ -174,7 +175,7 @@ def parse_report(raw: bytes, command: str) -> RunReport | None:
     """A report as written by ``write_report``, every field checked; None otherwise."""
     try:
         document = json.loads(raw.decode("utf-8")) if len(raw) <= MAX_REPORT_BYTES else None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not _well_formed(document, command):
         return None
@@ -215,3 +216,39 @@ def _finite(value: object) -> bool:
 
 def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def confirmed_by_unit(
+    reports: Mapping[str, RunReport], command: str, unit: UnitResult | None
+) -> dict[str, RunReport]:
+    """The reports, with ``command``'s success as its unit's last run says too.
+
+    The report is the ``ollama`` user's to write, the unit's result systemd's:
+    a run counts as a success only when both say so, so a forged "ok" cannot
+    hide a failed check, and a report removed leaves the unit's failure. A
+    run by hand does not clear a failed unit: the next run of the unit does.
+    """
+    confirmed = dict(reports)
+    report = reports.get(command)
+    if unit is None or (unit.ok and report is not None):
+        return confirmed
+    if unit.ok:
+        confirmed[command] = RunReport(command, unit.finished_at, 0.0, 0)
+    elif report is None:
+        confirmed[command] = RunReport(
+            command, unit.finished_at, 0.0, max(1, unit.exit_status), _unit_failed(unit)
+        )
+    elif report.ok:
+        confirmed[command] = RunReport(
+            command,
+            report.finished_at,
+            report.seconds,
+            max(1, unit.exit_status),
+            _unit_failed(unit) + "; its report said it succeeded",
+            dict(report.counts),
+        )
+    return confirmed
+
+
+def _unit_failed(unit: UnitResult) -> str:
+    return f"{unit.unit} ended with {unit.result} (exit status {unit.exit_status})"

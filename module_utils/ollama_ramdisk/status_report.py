@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import RamdiskError
 from .metrics import (
     DEFAULT_MAX_MODEL_SERIES,
     OllamaView,
@@ -21,10 +22,11 @@ from .metrics import (
     models_left_out,
     write_prometheus,
 )
-from .runreport import RunReport, read_reports
+from .runreport import RunReport, confirmed_by_unit, read_reports
 from .sizes import human
 from .status import StoreStatus, store_status
 from .store import Store
+from .systemd_units import UnitResult, last_result
 
 
 @dataclass(frozen=True)
@@ -54,13 +56,25 @@ def collect(
     ollama_host: str | None,
     state_dir: Path | None,
     warn: Callable[[str], None],
+    verify_unit: str | None = None,
 ) -> Collected:
-    """One look at everything the metrics show; Ollama only when a host is given."""
+    """One look at everything the metrics show; Ollama only when a host is
+    given; the check's success as ``verify_unit``'s last run says, when given."""
     started = time.monotonic()
     status = store_status(store, source=source)
     ollama = look_at_ollama(ollama_host) if ollama_host is not None else None
     reports = read_reports(state_dir, warn) if state_dir is not None else None
+    if reports is not None and verify_unit is not None:
+        reports = confirmed_by_unit(reports, "verify", _unit_result(verify_unit, warn))
     return Collected(status, ollama, reports, time.monotonic() - started, time.time())
+
+
+def _unit_result(unit: str, warn: Callable[[str], None]) -> UnitResult | None:
+    try:
+        return last_result(unit)
+    except RamdiskError as error:
+        warn(f"{error}; the verify report alone says how the last check ended")
+        return None
 
 
 def write_textfile(
