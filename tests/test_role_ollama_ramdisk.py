@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -355,6 +356,7 @@ def test_the_metrics_and_check_timers_follow_their_variables(host: Host) -> None
     assert (
         f"ExecStart={host.cli} status --config {host.config} --ollama-host 127.0.0.1:11434"
         f" --state-dir {host.state_dir} --prometheus {textfiles}/ollama_ramdisk.prom"
+        " --verify-unit ollama-ramdisk-verify.service\n"
     ) in metrics
     assert f"ReadWritePaths={textfiles}\n" in metrics
     assert "OnUnitActiveSec=20s" in metrics_timer
@@ -374,6 +376,37 @@ def test_the_metrics_and_check_timers_follow_their_variables(host: Host) -> None
     assert not any((host.units / name).exists() for name in names)
     # The run reports stay: they are the metrics' history, not units.
     assert host.state_dir.is_dir()
+
+
+# systemd-analyze security's "OK" ends at 4.9 (then MEDIUM, EXPOSED, UNSAFE).
+EXPOSURE_OK = 4.9
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_every_service_the_role_installs_rates_ok_or_better(host: Host) -> None:
+    host.prepare(["llama3.2:1b"])
+    applied = host.apply(
+        ollama_ramdisk_writeback=True,
+        ollama_ramdisk_metrics_dir=str(host.root / "textfile"),
+        ollama_ramdisk_verify_schedule="daily",
+    )
+    assert applied.status == 0, applied.failure() or applied.text
+
+    services = sorted(host.units.glob("*.service"))
+    scores = {}
+    for service in services:
+        rated = subprocess.run(
+            ["systemd-analyze", "security", "--offline=true", str(service)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        found = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", rated.stdout)
+        assert found, rated.stdout + rated.stderr
+        scores[service.name] = (float(found.group(1)), found.group(2))
+
+    assert [path.stem for path in services] == [
+        "ollama-ramdisk-metrics", "ollama-ramdisk-verify", "ollama-ramdisk-writeback",
+    ]  # fmt: skip
+    assert all(score <= EXPOSURE_OK for score, _ in scores.values()), scores
 
 
 @pytest.mark.parametrize(

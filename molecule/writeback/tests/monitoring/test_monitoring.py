@@ -4,7 +4,10 @@ finds the corrupted blob, names it in the journal and shows it in the metrics.""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +111,61 @@ def test_promtool_accepts_the_textfile(host: Any, checked: list) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# systemd-analyze security's "OK" ends at 4.9 (then MEDIUM, EXPOSED, UNSAFE).
+EXPOSURE_OK = 4.9
+SERVICES = (
+    "ollama-ramdisk-writeback.service",
+    VERIFY_UNIT,
+    "ollama-ramdisk-metrics.service",
+    "ollama-ramdisk-preload.service",
+)
+
+
+def test_every_unit_the_roles_install_rates_ok_or_better(host: Any, record_property: Any) -> None:
+    scores = {}
+    for unit in SERVICES:
+        rated = host.run("systemd-analyze security --no-pager %s", unit)
+        found = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", rated.stdout)
+        assert found, rated.stdout + rated.stderr
+        scores[unit] = float(found.group(1))
+    record_property("exposure", scores)
+    print(f"systemd-analyze security: {scores}")
+
+    assert all(score <= EXPOSURE_OK for score in scores.values()), scores
+    for unit in ("ollama-ramdisk-writeback.service", VERIFY_UNIT):
+        assert unit_property(host, unit, "User") == "ollama", unit
+
+
+def test_a_forged_ok_report_does_not_hide_the_failed_check(host: Any, checked: list) -> None:
+    # The check failed (a corrupt blob, repair off); the ollama user, who owns
+    # the state directory, writes a report that says it succeeded.
+    assert unit_property(host, VERIFY_UNIT, "Result") == "exit-code"
+    forged = json.dumps({
+        "command": "verify", "finished_at": time.time() + 3600, "seconds": 1.0,
+        "exit_code": 0, "ok": True, "error": None,
+        "counts": {"checked_blobs": 9, "corrupt_blobs": 0, "missing_blobs": 0},
+    })  # fmt: skip
+    stop_the_check = host.run("systemctl stop ollama-ramdisk-verify.timer")
+    assert stop_the_check.rc == 0, stop_the_check.stderr
+    wait_for(
+        "the running check to end",
+        lambda: unit_property(host, VERIFY_UNIT, "ActiveState") in ("inactive", "failed") or None,
+        300,
+    )
+    try:
+        written = host.run(
+            "printf %%s %s | runuser -u ollama -- sh -c"
+            " 'cat > /var/lib/ollama-ramdisk/last-verify.json'",
+            forged,
+        )
+        assert written.rc == 0, written.stderr
+        metrics = host.run("systemctl start ollama-ramdisk-metrics.service")
+        assert metrics.rc == 0, metrics.stderr
+
+        found = textfile_samples(host)
+        assert sample(found, "ollama_ramdisk_last_verify_corrupt_blobs") == 0  # the forgery
+        assert sample(found, "ollama_ramdisk_last_run_success", command="verify") == 0
+    finally:
+        host.run("systemctl start ollama-ramdisk-verify.timer")
