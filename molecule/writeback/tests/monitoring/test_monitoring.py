@@ -141,7 +141,6 @@ def test_every_unit_the_roles_install_rates_ok_or_better(host: Any, record_prope
 def test_a_forged_ok_report_does_not_hide_the_failed_check(host: Any, checked: list) -> None:
     # The check failed (a corrupt blob, repair off); the ollama user, who owns
     # the state directory, writes a report that says it succeeded.
-    assert unit_property(host, VERIFY_UNIT, "Result") == "exit-code"
     forged = json.dumps({
         "command": "verify", "finished_at": time.time() + 3600, "seconds": 1.0,
         "exit_code": 0, "ok": True, "error": None,
@@ -154,6 +153,7 @@ def test_a_forged_ok_report_does_not_hide_the_failed_check(host: Any, checked: l
         lambda: unit_property(host, VERIFY_UNIT, "ActiveState") in ("inactive", "failed") or None,
         300,
     )
+    assert unit_property(host, VERIFY_UNIT, "Result") == "exit-code"
     try:
         written = host.run(
             "printf %%s %s | runuser -u ollama -- sh -c"
