@@ -97,6 +97,8 @@ class Control:
     where: Path
     status: os.stat_result
     by: str
+    # For "group": its members other than root, as _control_of found them.
+    members: tuple[str, ...] = ()
 
     @property
     def mode_text(self) -> str:
@@ -120,8 +122,9 @@ def _control_of(where: Path, status: os.stat_result, deepest: bool) -> Control |
         return None
     if status.st_mode & stat.S_IWOTH:
         return Control(where, status, "others")
-    if status.st_mode & stat.S_IWGRP and group_members(status.st_gid):
-        return Control(where, status, "group")
+    members = group_members(status.st_gid) if status.st_mode & stat.S_IWGRP else ()
+    if members:
+        return Control(where, status, "group", members)
     return None
 
 
@@ -210,7 +213,7 @@ def _group_member(found: Control, owner_uid: int, owner_gid: int, option: str) -
     """A root-owned directory a group may write: the work runs as a member of
     that group, the owner named or the group's only member."""
     gid = found.status.st_gid
-    members = group_members(gid)
+    members = found.members
     where = (
         f"{found.where} (mode {found.mode_text}, group {found.group_name}) may be changed"
         f" by the group's members ({', '.join(members)})"
