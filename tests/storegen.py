@@ -23,10 +23,13 @@ so that the tests of the core do not check the core against itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -376,3 +379,35 @@ MALFORMED = {
 def tmpfs_has_huge_pages() -> bool:
     """Whether a tmpfs mounted huge=within_size gets 2 MiB pages here (the role's rule)."""
     return local_huge_setting() == "within_size"
+
+
+# Maps a file, touches every page as a loading engine does, and prints how much of
+# the mapping the kernel gave 2 MiB entries (smaps ShmemPmdMapped, in KiB).
+_PMD_PROBE = (
+    "import mmap, re, sys\n"
+    "f = open(sys.argv[1], 'rb'); m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+    "sum(m[i] for i in range(0, len(m), 4096))\n"
+    "smaps = open('/proc/self/smaps').read()\n"
+    "entry = smaps[smaps.index(sys.argv[1]):]\n"
+    "print(re.search(r'ShmemPmdMapped:\\s+(\\d+)', entry).group(1))\n"
+)
+
+
+def huge_page_bytes(path: Path) -> int:
+    """Bytes of the tmpfs file ``path`` that its filesystem holds in 2 MiB pages.
+
+    Measured in a process of its own, so that it says what any mapping of the file
+    can get: where memory is too fragmented for a huge page, tmpfs falls back to
+    4 KiB pages for that part of the file, and no engine maps it with 2 MiB.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", _PMD_PROBE, str(path)], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout) * 1024
+
+
+def compact_memory() -> None:
+    """Ask the kernel to defragment free memory (root), so that a tmpfs filled next
+    finds 2 MiB pages even on a busy machine; best effort."""
+    with contextlib.suppress(OSError):
+        Path("/proc/sys/vm/compact_memory").write_text("1\n")

@@ -37,6 +37,8 @@ from storegen import (
     MountTmpfs,
     StoreFactory,
     SyntheticStore,
+    compact_memory,
+    huge_page_bytes,
     make_store,
     text,
     tmpfs_has_huge_pages,
@@ -882,24 +884,14 @@ def test_on_a_huge_within_size_tmpfs_the_weights_are_in_2_mib_pages(
     built = store_factory({"llama3.2:3b": [weights(16 * MIB, "w"), LICENSE_APACHE]})
     dest = tmpfs("64m", options="huge=within_size") / "models"
     flags = ["--verify"] if verify else []
+    compact_memory()
 
     filled = _run("populate", *flags, "--source", built.root, "--dest", dest, "llama3.2:3b")
 
     assert filled.returncode == 0, filled.stderr
 
     blob = dest / built.models["llama3.2:3b"].layers[0].relpath
-    # Map it and touch every page, as a loading engine does; the kernel says how it is mapped.
-    probe = (
-        "import mmap, re, sys\n"
-        "f = open(sys.argv[1], 'rb'); m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
-        "sum(m[i] for i in range(0, len(m), 4096))\n"
-        "smaps = open('/proc/self/smaps').read()\n"
-        "entry = smaps[smaps.index(sys.argv[1]):]\n"
-        "print(re.search(r'ShmemPmdMapped:\\s+(\\d+)', entry).group(1))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe, str(blob)], capture_output=True,
-                          text=True, check=True)  # fmt: skip
-    assert int(done.stdout) * 1024 == 16 * MIB
+    assert huge_page_bytes(blob) == 16 * MIB
 
 
 @needs_huge_pages
