@@ -56,7 +56,10 @@ start() {
     log "$name: started ($*)"
     (
         set +e -o pipefail
-        "$@" 2>&1 </dev/null | tee "$LOGS/$name.log" | sed -u "s/^/[$name] /"
+        # A job that is a function of several commands (lint, images) fails at
+        # its first failing one: errexit again inside, or a passing last command
+        # would hide an earlier failure.
+        (set -e; "$@") 2>&1 </dev/null | tee "$LOGS/$name.log" | sed -u "s/^/[$name] /"
         status=$?
         # When it ended, not when finish() got to it.
         printf '%s\n' "$SECONDS" >"$LOGS/$name.ended"

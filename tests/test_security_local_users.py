@@ -53,24 +53,29 @@ def as_other(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]
 # ---------------------------------------------------------------- 1. rights decided by modes
 
 
-@contextlib.contextmanager
-def group_of(*members: str) -> Iterator[tuple[str, int]]:
-    """A group of its own with these members, removed afterwards."""
-    name = f"ordt{os.getpid()}"
-    for _ in range(50):  # another worker may hold /etc/group's lock a moment
-        made = subprocess.run(
-            ["groupadd", "--users", ",".join(members), name],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if made.returncode == 0:
+def _edit_accounts(*argv: str) -> None:
+    """groupadd, gpasswd: retried while another worker holds /etc/group's lock."""
+    for _attempt in range(50):
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return
+        if done.returncode == 2:  # a usage error: no retry mends it
             break
         time.sleep(0.1)
-    else:
-        pytest.fail(f"groupadd: {made.stderr}")
+    pytest.fail(f"{' '.join(argv)}: {done.stderr}")
+
+
+@contextlib.contextmanager
+def group_of(*members: str) -> Iterator[tuple[str, int]]:
+    """A group of its own with these members, removed afterwards. (groupadd
+    --users is newer than Debian 11's shadow: the compat suite runs there.)"""
+    name = f"ordt{os.getpid()}"
+    _edit_accounts("groupadd", name)
     try:
+        _edit_accounts("gpasswd", "-M", ",".join(members), name)
         yield name, grp.getgrnam(name).gr_gid
     finally:
-        for _ in range(50):
+        for _attempt in range(50):
             gone = subprocess.run(["groupdel", name], capture_output=True, check=False)
             if gone.returncode in (0, 6):  # 6: no such group
                 break
