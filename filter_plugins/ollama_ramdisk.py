@@ -8,11 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+# -- core on sys.path: checkout only --
 # The core is a plain package beside this directory: controller-side plugins
-# cannot import it through ansible.module_utils as modules do.
+# cannot import it through ansible.module_utils as modules do. The collection
+# (scripts/build-collection.py) imports it from its module_utils instead.
 _CORE_PARENT = str(Path(__file__).resolve().parents[1] / "module_utils")
 if _CORE_PARENT not in sys.path:
     sys.path.append(_CORE_PARENT)
+# --
 
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ollama_ramdisk.errors import InvalidInput  # noqa: E402

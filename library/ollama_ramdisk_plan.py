@@ -4,16 +4,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_ramdisk.defaults import HEADROOM
-from ansible.module_utils.ollama_ramdisk.limits import service_limits
-from ansible.module_utils.ollama_ramdisk.module_glue import call_core
-from ansible.module_utils.ollama_ramdisk.plan import Plan, build_plan, resolve_model_set
-from ansible.module_utils.ollama_ramdisk.sizes import parse_size
-from ansible.module_utils.ollama_ramdisk.store import Store
-
 DOCUMENTATION = r"""
 ---
 module: ollama_ramdisk_plan
@@ -30,7 +20,7 @@ description:
   - Changes nothing; always safe in check mode.
 version_added: "0.1.0"
 author:
-  - ollama-ramdisk maintainers
+  - ollama-ramdisk maintainers (!UNKNOWN)
 options:
   source:
     description:
@@ -104,6 +94,7 @@ attributes:
     description: The module never changes anything; check mode gives the same plan.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
 seealso:
   - module: ollama_ramdisk_populate
   - module: ollama_ramdisk_verify
@@ -232,6 +223,16 @@ plan:
       type: bool
       sample: true
 """
+
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ollama_ramdisk.defaults import HEADROOM
+from ansible.module_utils.ollama_ramdisk.limits import service_limits
+from ansible.module_utils.ollama_ramdisk.module_glue import call_core
+from ansible.module_utils.ollama_ramdisk.plan import Plan, build_plan, resolve_model_set
+from ansible.module_utils.ollama_ramdisk.sizes import parse_size
+from ansible.module_utils.ollama_ramdisk.store import Store
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "source": {"type": "path", "required": True},

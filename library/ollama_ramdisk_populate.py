@@ -4,18 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_ramdisk.defaults import LOCK_TIMEOUT
-from ansible.module_utils.ollama_ramdisk.module_glue import call_core
-from ansible.module_utils.ollama_ramdisk.populate import (
-    PopulateOptions,
-)
-from ansible.module_utils.ollama_ramdisk.residency_diff import populate_with_diff
-
 DOCUMENTATION = r"""
 ---
 module: ollama_ramdisk_populate
@@ -106,7 +94,7 @@ seealso:
   - module: ollama_ramdisk_plan
   - module: ollama_ramdisk_verify
 author:
-  - ollama-ramdisk maintainers
+  - ollama-ramdisk maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -205,6 +193,18 @@ models_removed:
   type: list
   elements: str
 """
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ollama_ramdisk.defaults import LOCK_TIMEOUT
+from ansible.module_utils.ollama_ramdisk.module_glue import call_core
+from ansible.module_utils.ollama_ramdisk.populate import (
+    PopulateOptions,
+)
+from ansible.module_utils.ollama_ramdisk.residency_diff import populate_with_diff
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "source": {"type": "path", "required": True},

@@ -4,16 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_ramdisk.defaults import WRITEBACK_RESERVE
-from ansible.module_utils.ollama_ramdisk.module_glue import call_core
-from ansible.module_utils.ollama_ramdisk.pull import PullOptions, pull
-from ansible.module_utils.ollama_ramdisk.registry import parse_mirror
-
 DOCUMENTATION = r"""
 ---
 module: ollama_ramdisk_pull
@@ -85,10 +75,11 @@ attributes:
         RV(pulled) what would be pulled and its bytes; fetches nothing.
   diff_mode:
     support: none
+    description: No diff is returned; RV(pulled) names each model pulled and its bytes.
 seealso:
   - module: ollama_ramdisk_plan
 author:
-  - ollama-ramdisk maintainers
+  - ollama-ramdisk maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -129,6 +120,16 @@ dry_run:
   returned: success
   type: bool
 """
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ollama_ramdisk.defaults import WRITEBACK_RESERVE
+from ansible.module_utils.ollama_ramdisk.module_glue import call_core
+from ansible.module_utils.ollama_ramdisk.pull import PullOptions, pull
+from ansible.module_utils.ollama_ramdisk.registry import parse_mirror
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "source": {"type": "path", "required": True},

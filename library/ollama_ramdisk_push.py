@@ -4,15 +4,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_ramdisk.errors import InvalidOption
-from ansible.module_utils.ollama_ramdisk.mirror_push import PushOptions, push
-from ansible.module_utils.ollama_ramdisk.module_glue import call_core
-from ansible.module_utils.ollama_ramdisk.registry import parse_mirror
-
 DOCUMENTATION = r"""
 ---
 module: ollama_ramdisk_push
@@ -62,10 +53,11 @@ attributes:
     description: Nothing is pushed; RV(pushed) lists what would be.
   diff_mode:
     support: none
+    description: No diff is returned; RV(pushed) names each model pushed.
 seealso:
   - module: ollama_ramdisk_pull
 author:
-  - ollama-ramdisk maintainers
+  - ollama-ramdisk maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -98,6 +90,15 @@ mirror:
   returned: success
   type: str
 """
+
+from pathlib import Path
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ollama_ramdisk.errors import InvalidOption
+from ansible.module_utils.ollama_ramdisk.mirror_push import PushOptions, push
+from ansible.module_utils.ollama_ramdisk.module_glue import call_core
+from ansible.module_utils.ollama_ramdisk.registry import parse_mirror
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "source": {"type": "path", "required": True},

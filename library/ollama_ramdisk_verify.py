@@ -4,16 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_ramdisk.defaults import VERIFY_JOBS
-from ansible.module_utils.ollama_ramdisk.module_glue import call_core
-from ansible.module_utils.ollama_ramdisk.progress import Reporter
-from ansible.module_utils.ollama_ramdisk.store import Store
-from ansible.module_utils.ollama_ramdisk.verify import VerifyResult, verify_store
-
 DOCUMENTATION = r"""
 ---
 module: ollama_ramdisk_verify
@@ -59,10 +49,11 @@ attributes:
         RV(would_repair) and the module reports a change instead of failing.
   diff_mode:
     support: none
+    description: No diff is returned; RV(repaired) names each blob copied again.
 seealso:
   - module: ollama_ramdisk_populate
 author:
-  - ollama-ramdisk maintainers
+  - ollama-ramdisk maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -122,6 +113,16 @@ models:
   type: list
   elements: str
 """
+
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ollama_ramdisk.defaults import VERIFY_JOBS
+from ansible.module_utils.ollama_ramdisk.module_glue import call_core
+from ansible.module_utils.ollama_ramdisk.progress import Reporter
+from ansible.module_utils.ollama_ramdisk.store import Store
+from ansible.module_utils.ollama_ramdisk.verify import VerifyResult, verify_store
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "store": {"type": "path", "required": True},

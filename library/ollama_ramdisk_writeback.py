@@ -4,15 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ollama_ramdisk.defaults import LOCK_TIMEOUT, WRITEBACK_RESERVE
-from ansible.module_utils.ollama_ramdisk.module_glue import call_core
-from ansible.module_utils.ollama_ramdisk.writeback import WritebackOptions, writeback
-
 DOCUMENTATION = r"""
 ---
 module: ollama_ramdisk_writeback
@@ -66,10 +57,11 @@ attributes:
     description: A dry run; RV(written) lists what a real run would write.
   diff_mode:
     support: none
+    description: No diff is returned; RV(written) names each model written to O(source).
 seealso:
   - module: ollama_ramdisk_populate
 author:
-  - ollama-ramdisk maintainers
+  - ollama-ramdisk maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -123,6 +115,15 @@ dry_run:
   returned: success
   type: bool
 """
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ollama_ramdisk.defaults import LOCK_TIMEOUT, WRITEBACK_RESERVE
+from ansible.module_utils.ollama_ramdisk.module_glue import call_core
+from ansible.module_utils.ollama_ramdisk.writeback import WritebackOptions, writeback
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "source": {"type": "path", "required": True},

@@ -108,7 +108,7 @@ def request(
     """One request (and up to MAX_REDIRECTS redirects for GET and HEAD), all of
     it within ``seconds``; the body read up to ``max_bytes``."""
     deadline = time.monotonic() + seconds
-    for _ in range(MAX_REDIRECTS + 1):
+    for _hop in range(MAX_REDIRECTS + 1):
         answer = _one_request(
             url,
             method=method,

@@ -29,7 +29,7 @@ from . import (
 from .cli_common import EXIT_STATUS, PROG, Options, Parser, UsageError, add_common, warn
 from .config import load_config
 from .errors import EXIT_FAILED, EXIT_INVALID, RamdiskError, os_error_text
-from .printable import printable
+from .printable import printable, write_line
 from .runreport import REPORTED_COMMANDS, make_report, write_report
 
 MAIN_DESCRIPTION = """\
@@ -99,10 +99,10 @@ def _report_error(message: str, code: int, as_json: bool, problems: Sequence[str
     A line break inside a problem (a name read from a store) is escaped, never
     a line of its own."""
     for line in problems or [message]:
-        print(f"{PROG}: error: {printable(line)}", file=sys.stderr)
+        write_line(f"{PROG}: error: {printable(line)}", sys.stderr)
     if as_json:
         document = {"error": message, "problems": list(problems) or [message], "exit_code": code}
-        print(json.dumps(document, indent=2))
+        write_line(json.dumps(document, indent=2))
 
 
 def _run_reported(command: str, options: Options) -> int:
@@ -185,4 +185,4 @@ def _run_command(arguments: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

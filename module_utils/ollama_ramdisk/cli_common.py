@@ -14,7 +14,7 @@ from .config import to_count, to_number, to_path, to_size, to_text
 from .defaults import LOCK_TIMEOUT
 from .errors import InvalidOption
 from .plan import check_headroom
-from .printable import printable
+from .printable import printable, write_line
 from .store import Store
 
 PROG = "ollama-ramdisk"
@@ -210,14 +210,14 @@ class Options:
 def emit(options: Options, result: Mapping[str, Any], lines: Sequence[str]) -> None:
     options.outcome = result
     if options.json:
-        print(json.dumps(result, indent=2))
+        write_line(json.dumps(result, indent=2))
     else:
         for line in lines:
-            print(printable(line))
+            write_line(printable(line))
 
 
 def warn(message: str) -> None:
-    print(f"{PROG}: {printable(message)}", file=sys.stderr)
+    write_line(f"{PROG}: {printable(message)}", sys.stderr)
 
 
 def existing_store(path: Path, option: str) -> Store:

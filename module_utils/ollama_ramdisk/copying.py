@@ -76,10 +76,11 @@ def copy_blob(
     # Deferred: the temporary file is made and removed (or renamed) whole; a
     # signal still stops the copy at its next chunk (check_stop).
     with signals_deferred():
-        parent_rel, _, name = relpath.rpartition("/")
+        parent_rel, _sep, name = relpath.rpartition("/")
         parent = tree.dir_fd(parent_rel)  # blobs/: an anchor, open for the whole run
         staging = tree.staging_fd()
-        assert parent is not None
+        if parent is None:
+            raise AssertionError("blobs/ is open for the whole run")
         temp = temp_name(name)
         try:
             if source_tree is not None:
@@ -242,14 +243,15 @@ def hash_fd(fd: int, limit: int, progress: Progress = _no_progress) -> tuple[int
     """(bytes, sha256 hex) of an open regular file, reading at most ``limit + 1``
     bytes: one more than the manifest says is enough to know it is wrong."""
     total, digest = copy_buffered(fd, None, limit, progress)
-    assert digest is not None
+    if digest is None:
+        raise AssertionError("copy_buffered hashes when it is given no destination")
     return total, digest
 
 
 def hash_file(path: Path, limit: int, progress: Progress = _no_progress) -> tuple[int, str]:
     """hash_fd of a regular file, symlinks followed (a FIFO or a device behind a
     link is refused before the first read, so it can neither hang nor run on)."""
-    fd, _ = open_regular(path)
+    fd, _fstat = open_regular(path)
     try:
         return hash_fd(fd, limit, progress)
     finally:

@@ -162,7 +162,7 @@ class DestTree:
                 self.create_root()
                 if not relpath:
                     return self.root_fd
-            parent_rel, _, name = relpath.rpartition("/")
+            parent_rel, _sep, name = relpath.rpartition("/")
             parent = self.dir_fd(parent_rel, create)
             if parent is None:
                 return None
@@ -215,7 +215,7 @@ class DestTree:
     def _open_deep(self, relpath: str, create: bool) -> int | None:
         """Open a directory below an anchor, one component at a time, closing
         each one on the way once its child is open."""
-        parent_rel, _, name = relpath.rpartition("/")
+        parent_rel, _sep, name = relpath.rpartition("/")
         if "/" not in parent_rel:
             parent = self.dir_fd(parent_rel, create)
             return None if parent is None else self._open_child(parent, relpath, name, create)
@@ -234,7 +234,7 @@ class DestTree:
         """(descriptor of relpath's directory, its last name) for the ``with``
         block; the directories on the way are opened (created with ``create``),
         None when one is missing."""
-        parent_rel, _, name = relpath.rpartition("/")
+        parent_rel, _sep, name = relpath.rpartition("/")
         with self.directory(parent_rel, create) as parent:
             yield parent, name
 
@@ -260,7 +260,7 @@ class DestTree:
     def read_regular(self, relpath: str, limit: int) -> bytes | None:
         """A small regular file's bytes; None when absent, a symlink or not regular."""
         try:
-            fd, _ = self.open_regular(relpath)
+            fd, _fstat = self.open_regular(relpath)
         except (FileNotFoundError, IsADirectoryError, NotRegular):
             return None
         except OSError as error:
@@ -325,7 +325,8 @@ class DestTree:
 
     def staging_fd(self) -> int:
         fd = self.dir_fd(STAGING_NAME, create=True)
-        assert fd is not None
+        if fd is None:
+            raise AssertionError("dir_fd(create=True) gives a descriptor")
         return fd
 
     def stale_temp_files(self) -> list[str]:
@@ -355,7 +356,8 @@ class DestTree:
         (signals deferred: a temporary file is never left half-made)."""
         staging = self.staging_fd()
         with signals_deferred(), self.parent_of(relpath, create=True) as (parent, name):
-            assert parent is not None
+            if parent is None:
+                raise AssertionError("parent_of(create=True) gives a descriptor")
             temp = temp_name(name)
             fd = os.open(temp, TEMP_FLAGS, 0o600, dir_fd=staging)
             try:
@@ -375,7 +377,8 @@ class DestTree:
         """Create a symlink under a temporary name, then rename it to ``relpath``."""
         staging = self.staging_fd()
         with signals_deferred(), self.parent_of(relpath, create=True) as (parent, name):
-            assert parent is not None
+            if parent is None:
+                raise AssertionError("parent_of(create=True) gives a descriptor")
             temp = temp_name(name)
             os.symlink(target, temp, dir_fd=staging)
             try:

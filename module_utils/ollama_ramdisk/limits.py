@@ -101,7 +101,7 @@ def detect_gpus(
         for node in kfd_nodes.iterdir() if kfd_nodes.is_dir() else []:
             properties = (node / "properties").read_text()
             for line in properties.splitlines():
-                key, _, value = line.partition(" ")
+                key, _sep, value = line.partition(" ")
                 if key == "simd_count" and value.strip().isdigit() and int(value) > 0:
                     return True
     except OSError:
@@ -166,7 +166,7 @@ def unit_limits(unit: str) -> list[tuple[str, int]]:
     """MemoryMax= and MemoryHigh= of a unit and of each slice above it (systemd's values)."""
     found: list[tuple[str, int]] = []
     current = unit
-    for _ in range(16):  # slices nest a few levels; never loop on a bad answer
+    for _level in range(16):  # slices nest a few levels; never loop on a bad answer
         properties = show(current, ("MemoryMax", "MemoryHigh", "Slice", "LoadState"))
         if current == unit and properties.get("LoadState") == "not-found":
             raise InvalidOption(f"unit: {unit} is not installed on this host")

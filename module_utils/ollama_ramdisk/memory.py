@@ -25,8 +25,8 @@ def _limit_files(proc_cgroup: Path, cgroup_root: Path) -> list[Path]:
         return []
     files: list[Path] = []
     for line in lines:
-        hierarchy, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
+        hierarchy, _sep, rest = line.partition(":")
+        controllers, _sep, path = rest.partition(":")
         if hierarchy == "0" and controllers == "":
             base, name = cgroup_root, "memory.max"
         elif "memory" in controllers.split(","):

@@ -79,15 +79,15 @@ def _split(reference: str) -> dict[str, str]:
     parts: dict[str, str] = {}
     rest = reference
     if rest.rfind(":") > rest.rfind("/"):
-        rest, _, parts["tag"] = rest.rpartition(":")
+        rest, _sep, parts["tag"] = rest.rpartition(":")
     if "/" not in rest:
         parts["model"] = rest
         return parts
-    rest, _, parts["model"] = rest.rpartition("/")
+    rest, _sep, parts["model"] = rest.rpartition("/")
     if "/" not in rest:
         parts["namespace"] = rest
         return parts
-    rest, _, parts["namespace"] = rest.rpartition("/")
+    rest, _sep, parts["namespace"] = rest.rpartition("/")
     scheme_end = rest.find("://")
     parts["host"] = rest[scheme_end + 3 :] if scheme_end >= 0 else rest
     return parts

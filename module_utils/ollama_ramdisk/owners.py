@@ -35,7 +35,7 @@ def parse_owner(text: str | None) -> Owner | None:
         return None
     if not isinstance(text, str) or not text.strip():
         raise InvalidOption(f"owner: expected USER[:GROUP], got {text!r}")
-    user, _, group = text.strip().partition(":")
+    user, _sep, group = text.strip().partition(":")
     uid, primary_gid = _lookup_user(user, text) if user else (-1, -1)
     gid = _lookup_group(group, text) if group else primary_gid
     return Owner(uid=uid, gid=gid)

@@ -22,6 +22,7 @@ from .defaults import PRELOAD_LOAD_TIMEOUT, PRELOAD_RETRIES, PRELOAD_WAIT
 from .errors import InvalidOption, OperationFailed
 from .names import ModelName, parse_names
 from .ollama_api import api_base, call_json, running_models
+from .printable import write_line
 from .sizes import is_decimal, shorten
 
 # Each look at /api/version while waiting for the server to come up.
@@ -116,7 +117,7 @@ def preload(
     load_timeout: float = PRELOAD_LOAD_TIMEOUT,
     skip_loaded: bool = False,
     dry_run: bool = False,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = write_line,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PreloadResult:
     """Load each model with ``keep_alive``; the result names each one."""

@@ -11,6 +11,8 @@ JSON escapes control characters itself.
 from __future__ import annotations
 
 import re
+import sys
+from typing import TextIO
 
 # C0 and C1 controls, DEL, and the marks that reorder what a terminal shows
 # (bidirectional overrides and isolates, line and paragraph separators).
@@ -26,3 +28,10 @@ def printable(text: str) -> str:
 def _escaped(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def write_line(text: str, stream: TextIO | None = None) -> None:
+    """The one writer of the command line's output (standard output unless told):
+    the core also runs inside Ansible modules, where nothing may print, and this
+    is the only door to a terminal that its commands use."""
+    (stream or sys.stdout).write(text + "\n")

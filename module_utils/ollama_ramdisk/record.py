@@ -42,7 +42,7 @@ def read_record(store_root: Path, warn: Callable[[str], None]) -> list[ModelName
     """The recorded names, in order; empty when there is no (usable) record."""
     path = Path(store_root) / RECORD_NAME
     try:
-        fd, _ = open_regular(path, follow=False)
+        fd, _fstat = open_regular(path, follow=False)
     except FileNotFoundError:
         return []
     except (NotRegular, IsADirectoryError):

@@ -164,7 +164,7 @@ _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 def _anonymous_token(origin: Origin, challenge: str, action: str) -> str:
     """The anonymous pull token a ``Bearer`` challenge offers (Harbor, zot, Docker Hub)."""
-    scheme, _, rest = challenge.partition(" ")
+    scheme, _sep, rest = challenge.partition(" ")
     fields = dict(_CHALLENGE.findall(rest))
     if scheme.lower() != "bearer" or "realm" not in fields:
         wanted = challenge or "no challenge"

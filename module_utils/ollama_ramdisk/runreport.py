@@ -179,7 +179,8 @@ def parse_report(raw: bytes, command: str) -> RunReport | None:
         return None
     if not _well_formed(document, command):
         return None
-    assert isinstance(document, dict)
+    if not isinstance(document, dict):
+        raise AssertionError("_well_formed takes only an object")
     error = document["error"]
     return RunReport(
         command=command,

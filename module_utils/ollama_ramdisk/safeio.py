@@ -180,7 +180,7 @@ def parallel(work: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
 
     with signals_deferred():
         try:
-            for _ in range(count):
+            for _worker in range(count):
                 thread = threading.Thread(target=worker, daemon=True)
                 with changed:
                     running += 1

@@ -240,7 +240,7 @@ def read_limited(handle: BinaryIO, limit: int) -> bytes:
 
 
 def _read_small_file(path: Path) -> bytes:
-    fd, _ = open_regular(path)
+    fd, _fstat = open_regular(path)
     with os.fdopen(fd, "rb") as handle:
         raw = read_limited(handle, MAX_MANIFEST_BYTES)
     if len(raw) > MAX_MANIFEST_BYTES:

@@ -146,7 +146,8 @@ class StoreLock:
         return fresh
 
     def _wait_for(self, mode: int) -> None:
-        assert self._fd is not None
+        if self._fd is None:
+            raise AssertionError("the lock file is open before it is waited for")
         deadline = time.monotonic() + self.timeout
         pause = 0.01
         warned = False

@@ -285,7 +285,8 @@ class _Check:
         return unrepaired
 
     def _repair(self, check: _BlobCheck) -> bool:
-        assert self.source is not None
+        if self.source is None:
+            raise AssertionError("a repair is asked for only with a source")
         source = Path(os.path.abspath(self.source.blob_path(check.blob)))
         try:
             if check.linked:

@@ -232,7 +232,7 @@ class _Writeback:
 
     def _disk_blob_sound(self, relpath: str, hex_digest: str, size: int) -> bool:
         try:
-            fd, _ = self.disk.open_regular(relpath)
+            fd, _fstat = self.disk.open_regular(relpath)
         except OSError:
             return False
         try:
