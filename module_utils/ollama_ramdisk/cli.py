@@ -144,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chunk, and temporary files go)."""
     stopping.reset()
     stopping.install_handlers()
+    stopping.let_through()
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
         with stopping.interruptible():

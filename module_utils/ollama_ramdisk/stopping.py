@@ -100,6 +100,12 @@ def install_handlers() -> None:
             signal.signal(signum, _on_signal)
 
 
+def let_through() -> None:
+    """Unblock SIGINT and SIGTERM in this thread: the launcher blocks them while
+    the core loads (launch.py); one that came meanwhile is handled now."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def reset() -> None:
     """Forget a signal: for a process that runs several commands (the tests)."""
     _stop.clear()
