@@ -29,7 +29,7 @@ FLEET_ARGS ?=
 PAGES_ARGS ?=
 DIST_ARGS ?=
 
-.PHONY: help ensure-host venv ollama lint unit compat image molecule molecule-trixie test demo demo-clean bench clean distclean
+.PHONY: help ensure-host venv ollama lint unit compat image molecule molecule-trixie collection collection-sanity test demo demo-clean bench clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,12 @@ molecule-trixie: ensure-host ollama ## Molecule: every scenario on Debian 13 ins
 	SUITE=trixie scripts/build-test-image.sh
 	OLLAMA_RAMDISK_TEST_IMAGE=ollama-ramdisk-test:trixie scripts/test-all.sh molecule
 
+collection: venv ## Build the Ansible collection ollama_fleet.ollama_ramdisk into dist/ (prints the tarball)
+	$(PY) scripts/build-collection.py
+
+collection-sanity: venv ## ansible-test sanity and ansible-lint on the built collection
+	scripts/collection-sanity.sh
+
 test: ## Everything CI runs: lint, unit tests, other Pythons, Molecule, side by side
 	scripts/test-all.sh
 
@@ -93,7 +99,7 @@ bench: venv ollama image ## Performance figures, as root, into benchmarks/RESULT
 
 clean: ## Remove test instances and caches (keeps .venv and the test image)
 	if [[ -x $(BIN)/molecule ]] && docker info >/dev/null 2>&1; then $(BIN)/molecule destroy --all; fi
-	rm -rf .pytest_cache .ruff_cache .hypothesis benchmarks/out
+	rm -rf .pytest_cache .ruff_cache .hypothesis benchmarks/out build dist
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## Also remove .venv, .cache and the test image

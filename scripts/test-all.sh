@@ -10,6 +10,7 @@
 #              (network and disk: built while the engine compiles), then the
 #              compat suites
 #   lint       ruff, yamllint, ansible-lint, shellcheck, playbook syntax
+#   collection ansible-test sanity and ansible-lint on the built collection
 #   parts      the mirror tests' registry (Docker's distribution, from the Go
 #              module proxy) and promtool, before any test asks for them
 #   unit       pytest, in parallel (pytest-xdist), once Ollama is built; the
@@ -134,6 +135,7 @@ log "set-up: done after $((SECONDS - started))s"
 start ollama scripts/ensure-host.sh models
 start images images
 start lint lint
+start collection scripts/collection-sanity.sh
 start parts parts
 ollama_ok=0
 finish ollama && finish parts && ollama_ok=1
@@ -148,6 +150,7 @@ if ((ollama_ok && images_ok)); then
     start molecule molecule_scenarios
 fi
 finish lint || true
+finish collection || true
 for name in unit molecule; do
     [[ -n ${PID[$name]:-} ]] && { finish "$name" || true; }
 done
