@@ -36,7 +36,7 @@ UNIT_JOBS=${UNIT_JOBS:-$(($(nproc) + 1))}
 MOLECULE_JOBS=${MOLECULE_JOBS:-2}
 # What `make molecule` runs: every scenario but the demo and the fleet
 # benchmark's, the longest first.
-SCENARIOS=(writeback default distribution refusals)
+SCENARIOS=(writeback default distribution refusals collection)
 export PYTHONUNBUFFERED=1
 export PATH=$BIN:$PATH
 export OLLAMA_RAMDISK_TEST_IMAGE=${OLLAMA_RAMDISK_TEST_IMAGE:-ollama-ramdisk-test:bookworm}

@@ -175,3 +175,13 @@ def test_a_playbook_of_another_project_runs_a_module_and_a_filter_of_the_collect
     assert result["size"] == 48 << 30
     for key in ("models", "blob_count", "bytes", "tmpfs_bytes", "size_bytes", "size", "fits"):
         assert result["plan"][key] == expected[key], key
+
+
+def test_the_readmes_playbook_is_the_one_the_molecule_scenario_runs() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Use from your own playbooks") :]
+    shown = yaml.safe_load(section.split("```yaml\n")[2].split("```")[0])
+    converge = yaml.safe_load((REPO / "molecule/collection/converge.yml").read_text())
+    (written,) = [task for task in converge[0]["tasks"] if task.get("ansible.builtin.copy", {})
+                  .get("dest", "").endswith("/site.yml")]  # fmt: skip
+    assert shown == yaml.safe_load(written["ansible.builtin.copy"]["content"])
