@@ -105,14 +105,17 @@ def rewrite_yaml(text: str) -> str:
     variable of the same name (``ollama_ramdisk_pull`` is both a module and a
     variable, set only in defaults and inventories): a module is a key that
     starts a line (``check_tasks`` proves each one is a task's), a filter
-    follows a ``|``, a role is the whole value of ``role:``/``name:`` or of a
-    list item outside ``tags:`` (the roles tag their tasks with their names).
+    follows a ``|`` or is named to ``map()`` (``check_filters`` proves none is
+    left), a role is the whole value of ``role:``/``name:`` or of a list item
+    outside ``tags:`` (the roles tag their tasks with their names).
     """
     modules = "|".join(module_names())
     text = re.sub(
         rf"^(\s*(?:- )?){MODULE_PREFIX}({modules}):(?=\s)", rf"\1{FQ}.\2:", text, flags=re.M
     )
-    text = re.sub(rf"\|\s*({'|'.join(FILTERS)})\b", rf"| {FQ}.\1", text)
+    filters = "|".join(FILTERS)
+    text = re.sub(rf"\|\s*({filters})\b", rf"| {FQ}.\1", text)
+    text = re.sub(rf"\bmap\((['\"])({filters})\1", rf"map(\1{FQ}.\2\1", text)
     role = re.compile(rf"^(\s*(?:- )?(?:role: |name: )?)({'|'.join(ROLES)})[ \t]*$")
     tags_indent: int | None = None
     lines = []
@@ -199,6 +202,14 @@ def check_tasks(path: Path) -> None:
             raise SystemExit(f"build-collection: {path}: {ours} is not a task's module")
 
 
+def check_filters(path: Path) -> None:
+    """Fail when a filter of the collection is still named without it: a role
+    of the collection finds no filter by its short name."""
+    bare = re.search(rf"(?<![\w.])({'|'.join(FILTERS)})\b", path.read_text())
+    if bare:
+        raise SystemExit(f"build-collection: {path}: {bare.group()} is not fully qualified")
+
+
 def assemble(work: Path) -> Path:
     """Write the collection's tree under WORK/ansible_collections/NS/NAME."""
     tree = work / "ansible_collections" / NAMESPACE / NAME
@@ -211,6 +222,7 @@ def assemble(work: Path) -> Path:
         target.chmod(source.stat().st_mode & 0o755)
         if rewrite is rewrite_yaml:
             check_tasks(target)
+            check_filters(target)
     return tree
 
 
