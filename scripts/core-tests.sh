@@ -19,7 +19,7 @@ SUITE=${1:?usage: scripts/core-tests.sh SUITE [PYTEST ARGS...]}
 shift
 IMAGE=ollama-ramdisk-core:$SUITE
 # The tests that need neither Ansible, nor Ollama, nor promtool.
-EXCLUDE='^tests/test_(module_|role_|playbooks|size_grammar|defaults|real_ollama|pull\.py|metrics|benchmarks_quick)'
+EXCLUDE='^tests/test_(module_|role_|playbooks|size_grammar|defaults|real_ollama|pull\.py|metrics|benchmarks_quick|collection)'
 
 log() { printf 'core-tests: %s\n' "$*" >&2; }
 
