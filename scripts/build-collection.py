@@ -6,7 +6,7 @@ The repository keeps the layout a checkout runs from (``library/``,
 collection wants ``plugins/modules`` and fully qualified names. This script
 is the one place that maps one onto the other:
 
-* ``LAYOUT`` says where each file of the repository goes in the collection;
+* ``planned_files`` says where each file of the repository goes in the collection;
 * ``rewrite_*`` turn the checkout's short names into the collection's fully
   qualified ones (modules, filters, roles, imports of the core).
 
@@ -146,9 +146,6 @@ def unchanged(text: str) -> str:
 
 
 # ------------------------------------------------------------------ layout
-
-
-Rule = tuple[str, Callable[[Path], str], Callable[[str], str]]
 
 
 def _role_rewrite(relative: Path) -> Callable[[str], str]:
