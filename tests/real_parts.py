@@ -107,13 +107,21 @@ class Ollama:
         body["options"] = {"num_predict": 1, **options}
         return self.post("/api/generate", body)
 
+    def engines(self, pattern: str) -> list[str]:
+        """Engines of this server (its children) whose command line matches
+        ``pattern``: the Molecule instances beside the tests run engines with the
+        same models, and the host sees their processes too."""
+        found = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid), "-f", "--", pattern],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return found.stdout.split()
+
     def engine_pmd_mapped(self, blob: Path) -> tuple[int, int]:
         """(bytes resident, bytes mapped with 2 MiB pages) of the file ``blob`` in the
         engines loading it (smaps Rss, ShmemPmdMapped)."""
-        found = subprocess.run(["pgrep", "-f", "--", f"--model {blob}"],
-                               capture_output=True, text=True, check=False)  # fmt: skip
         rss = pmd = 0
-        for pid in found.stdout.split():
+        for pid in self.engines(f"--model {blob}"):
             mapping = None
             for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
                 fields = line.split()
@@ -127,14 +135,8 @@ class Ollama:
 
     def engine_maps(self, blob: str) -> set[str]:
         """Files the engine serving ``blob`` maps that hold it (resolved paths)."""
-        found = subprocess.run(
-            ["pgrep", "-f", "--", f"--model .*{blob}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
         paths: set[str] = set()
-        for pid in found.stdout.split():
+        for pid in self.engines(f"--model .*{blob}"):
             for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
                 fields = line.split(None, 5)
                 if len(fields) == 6 and blob in fields[5]:
