@@ -5,7 +5,8 @@
 #
 #   set-up     packages, the Docker engine, .venv (scripts/ensure-host.sh)
 #   ollama     the pinned Ollama and its engine built from source, the test
-#              models (CPU-bound: it has the cores to itself as far as it can)
+#              models (CPU-bound, and the longest road: the jobs beside it run
+#              at a lower CPU priority)
 #   images     the Molecule test image and the two Debian roots of `compat`
 #              (network and disk: built while the engine compiles), then the
 #              compat suites
@@ -13,9 +14,9 @@
 #   collection ansible-test sanity and ansible-lint on the built collection
 #   parts      the mirror tests' registry (Docker's distribution, from the Go
 #              module proxy) and promtool, before any test asks for them
-#   unit       pytest, in parallel (pytest-xdist), once Ollama is built; the
-#              tests that change this machine's swap (swap-tests) after
-#              Molecule, whose instances share its kernel
+#   swap-tests the tests that change this machine's swap, while Ollama builds,
+#              ended before the unit tests and Molecule (which share its kernel)
+#   unit       pytest, in parallel (pytest-xdist), once Ollama is built
 #   molecule   each scenario in a process of its own, once Ollama and the
 #              test image are there (MOLECULE_JOBS at a time)
 #
@@ -48,8 +49,16 @@ FAILED=()
 
 log() { printf 'test-all: %s\n' "$*"; }
 
-# start NAME COMMAND...: run it in the background, its lines prefixed with NAME.
+# start [--yield] NAME COMMAND...: run it in the background, its lines
+# prefixed with NAME. --yield: at a lower CPU priority (nice 10, inherited by
+# everything it runs), for the jobs that nothing waits on while the Ollama
+# build, on which everything else waits, is compiling.
 start() {
+    local niceness=0
+    if [[ $1 == --yield ]]; then
+        niceness=10
+        shift
+    fi
     local name=$1
     shift
     ORDER+=("$name")
@@ -57,6 +66,7 @@ start() {
     log "$name: started ($*)"
     (
         set +e -o pipefail
+        renice -n "$niceness" -p "$BASHPID" >/dev/null
         # A job that is a function of several commands (lint, images) fails at
         # its first failing one: errexit again inside, or a passing last command
         # would hide an earlier failure.
@@ -132,16 +142,21 @@ log "set-up: packages, Docker engine, .venv"
 scripts/ensure-host.sh </dev/null
 log "set-up: done after $((SECONDS - started))s"
 
+# The Ollama build is the longest road to the unit tests and Molecule: it
+# keeps its CPU priority, the jobs beside it yield.
 start ollama scripts/ensure-host.sh models
-start images images
-start lint lint
-start collection scripts/collection-sanity.sh
-start parts parts
+start --yield images images
+start --yield lint lint
+start --yield collection scripts/collection-sanity.sh
+start --yield parts parts
+# The tests that add swap to this machine run now, and end before the unit
+# tests and the Molecule instances start: those share its kernel, and a role
+# run there would see that swap. They need no Ollama.
+start --yield swap-tests "$BIN/pytest" -m machine_swap
+finish swap-tests || true
 ollama_ok=0
 finish ollama && finish parts && ollama_ok=1
 if ((ollama_ok)); then
-    # Not the tests that add swap to this machine: the Molecule instances share
-    # its kernel, and a role run there would see that swap (they run last).
     start unit "$BIN/pytest" -n "$UNIT_JOBS" -m "not machine_swap"
 fi
 images_ok=0
@@ -154,10 +169,6 @@ finish collection || true
 for name in unit molecule; do
     [[ -n ${PID[$name]:-} ]] && { finish "$name" || true; }
 done
-if ((ollama_ok)); then
-    start swap-tests "$BIN/pytest" -m machine_swap
-    finish swap-tests || true
-fi
 
 log "where the time went (the whole run: $((SECONDS - started))s):"
 for name in "${ORDER[@]}"; do
