@@ -48,11 +48,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tree=$("$BIN/python" "$ROOT/scripts/build-collection.py" --tree-only --work "$work")
 cd "$tree"
-PATH=$BIN:$PATH "$BIN/ansible-test" sanity --venv --python "$PYTHON_VERSION" --color no "$@"
-
 # Inside the collection every module, filter and role is fully qualified:
-# ansible-lint's production profile on the built tree, with the collection
-# installed where Ansible finds it. galaxy[no-repository] is left out: the
-# project names no public repository address in galaxy.yml.
+# ansible-lint's production profile on the built tree (before ansible-test
+# writes its tests/output there), with the collection where Ansible finds it.
+# galaxy[no-repository] is left out: the project names no public repository
+# address in galaxy.yml.
 ANSIBLE_COLLECTIONS_PATH=$work NO_COLOR=1 "$BIN/ansible-lint" --offline \
     -c "$ROOT/.ansible-lint" --skip-list 'galaxy[no-repository]'
+
+PATH=$BIN:$PATH "$BIN/ansible-test" sanity --venv --python "$PYTHON_VERSION" --color no "$@"
