@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `ansible-test sanity` on the collection that scripts/build-collection.py
+# ansible-lint, then `ansible-test sanity`, on the collection that scripts/build-collection.py
 # builds, with the ansible-core that .venv pins, each test in the virtual
 # environment ansible-test makes for it (--venv), on this machine's Python.
 #
