@@ -7,9 +7,10 @@
 #   ollama     the pinned Ollama and its engine built from source, the test
 #              models (CPU-bound, and the longest road: the jobs beside it run
 #              at a lower CPU priority)
-#   images     the Molecule test image and the two Debian roots of `compat`
-#              (network and disk: built while the engine compiles), then the
-#              compat suites
+#   image      the Molecule test image (network and disk: built while the
+#              engine compiles)
+#   compat     the two Debian roots of `make compat` and the core's suites on
+#              their Pythons, once the image is built
 #   lint       ruff, yamllint, ansible-lint, shellcheck, playbook syntax
 #   collection ansible-test sanity and ansible-lint on the built collection
 #   parts      the mirror tests' registry (Docker's distribution, from the Go
@@ -67,7 +68,7 @@ start() {
     (
         set +e -o pipefail
         renice -n "$niceness" -p "$BASHPID" >/dev/null
-        # A job that is a function of several commands (lint, images) fails at
+        # A job that is a function of several commands (lint, compat) fails at
         # its first failing one: errexit again inside, or a passing last command
         # would hide an earlier failure.
         (set -e; "$@") 2>&1 </dev/null | tee "$LOGS/$name.log" | sed -u "s/^/[$name] /"
@@ -107,10 +108,8 @@ lint() {
     done
 }
 
-images() {
-    # One after another (they share one debootstrap cache): the test image,
-    # then each compat root and its suite, which needs no Ollama.
-    scripts/build-test-image.sh
+compat() {
+    # Each compat root and its suite, one after another; nothing waits on them.
     scripts/core-tests.sh bullseye
     scripts/core-tests.sh trixie
 }
@@ -145,7 +144,8 @@ log "set-up: done after $((SECONDS - started))s"
 # The Ollama build is the longest road to the unit tests and Molecule: it
 # keeps its CPU priority, the jobs beside it yield.
 start ollama scripts/ensure-host.sh models
-start --yield images images
+# Molecule waits on the test image too (network and disk, mostly).
+start image scripts/build-test-image.sh
 start --yield lint lint
 start --yield collection scripts/collection-sanity.sh
 start --yield parts parts
@@ -153,20 +153,23 @@ start --yield parts parts
 # tests and the Molecule instances start: those share its kernel, and a role
 # run there would see that swap. They need no Ollama.
 start --yield swap-tests "$BIN/pytest" -m machine_swap
+# The compat roots share the test image's debootstrap cache: built after it,
+# still beside the Ollama build.
+image_ok=0
+finish image && image_ok=1
+((image_ok)) && start compat compat
 finish swap-tests || true
 ollama_ok=0
 finish ollama && finish parts && ollama_ok=1
 if ((ollama_ok)); then
     start unit "$BIN/pytest" -n "$UNIT_JOBS" -m "not machine_swap"
 fi
-images_ok=0
-finish images && images_ok=1
-if ((ollama_ok && images_ok)); then
+if ((ollama_ok && image_ok)); then
     start molecule molecule_scenarios
 fi
 finish lint || true
 finish collection || true
-for name in unit molecule; do
+for name in compat unit molecule; do
     [[ -n ${PID[$name]:-} ]] && { finish "$name" || true; }
 done
 
@@ -184,5 +187,5 @@ if ((${#FAILED[@]})); then
 fi
 # The closing lines of the test runners, together.
 grep -h -E '^=* ?[0-9]+ passed.* in [0-9.]+s' "$LOGS/unit.log" "$LOGS/swap-tests.log" \
-    "$LOGS/images.log" 2>/dev/null || true
+    "$LOGS/compat.log" 2>/dev/null || true
 log "all passed"
