@@ -43,13 +43,15 @@ def test_no_more_workers_than_jobs_or_items(jobs: int) -> None:
 
 def test_the_earliest_failure_is_raised_and_no_new_item_is_started_after_one() -> None:
     started: list[int] = []
+    four_failed = threading.Event()
 
     def fail_on_odd(item: int) -> int:
         started.append(item)
         if item == 3:
-            time.sleep(0.05)  # the later failure lands first
+            four_failed.wait(timeout=30)  # the later failure lands first (an event, not a delay)
             raise ValueError("three")
         if item == 4:
+            four_failed.set()
             raise KeyError("four")
         return item
 
