@@ -53,11 +53,12 @@ def as_other(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]
 # ---------------------------------------------------------------- 1. rights decided by modes
 
 
-def _edit_accounts(*argv: str) -> None:
-    """groupadd, gpasswd: retried while another worker holds /etc/group's lock."""
+def _edit_accounts(*argv: str, done_when: tuple[int, ...] = (0,)) -> None:
+    """groupadd, gpasswd, groupdel: retried while another worker holds
+    /etc/group's lock; `done_when` lists the exit codes that end the edit."""
     for _attempt in range(50):
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if done.returncode == 0:
+        if done.returncode in done_when:
             return
         if done.returncode == 2:  # a usage error: no retry mends it
             break
@@ -75,11 +76,7 @@ def group_of(*members: str) -> Iterator[tuple[str, int]]:
         _edit_accounts("gpasswd", "-M", ",".join(members), name)
         yield name, grp.getgrnam(name).gr_gid
     finally:
-        for _attempt in range(50):
-            gone = subprocess.run(["groupdel", name], capture_output=True, check=False)
-            if gone.returncode in (0, 6):  # 6: no such group
-                break
-            time.sleep(0.1)
+        _edit_accounts("groupdel", name, done_when=(0, 6))  # 6: no such group
 
 
 @dataclass
