@@ -29,10 +29,10 @@ FLEET_ARGS ?=
 PAGES_ARGS ?=
 DIST_ARGS ?=
 
-.PHONY: help ensure-host venv ollama lint unit compat image molecule molecule-trixie collection collection-sanity test demo demo-clean bench clean distclean
+.PHONY: help ensure-host venv ollama lint unit compat unit-under-load image molecule molecule-trixie collection collection-sanity test demo demo-clean bench clean distclean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 ensure-host: ## Install what the tests need (packages, Docker engine, .venv)
 	scripts/ensure-host.sh
@@ -48,6 +48,9 @@ ollama: ensure-host ## Build the pinned Ollama from source and make the test mod
 
 unit: venv ollama ## pytest: the core and the modules (the real Ollama too), in parallel
 	$(BIN)/pytest -n $$(( $$(nproc) + 1 ))
+
+unit-under-load: venv ollama ## The whole unit suite RUNS times in a row (10) beside a busy loop per core
+	scripts/unit-under-load.sh $${RUNS:-10}
 
 compat: ensure-host ## The core's unit tests on Debian 11's Python 3.9 and Debian 13's Python 3.13
 	scripts/core-tests.sh bullseye
