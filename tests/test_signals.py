@@ -222,26 +222,35 @@ def test_a_signal_at_any_moment_stops_the_run_at_once_and_leaves_nothing_half_wr
     print(f"{command}, seed {seed}: {outcomes} (a whole run: {length:.2f} s)")
 
 
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_while_the_core_loads_is_held_and_stops_the_run_before_any_work(
-    scene: Scene, signum: int
+def test_a_signal_while_the_core_loads_stops_the_run_at_once_before_any_work(
+    scene: Scene, signum: int, inherited: str
 ) -> None:
-    # The signal comes after the launcher's first line and before the handlers
-    # exist (here: sent by the process itself, between the two), the moment at
-    # which an unguarded import would die with a traceback or be killed.
+    # The signal comes after the launcher's first line and before the core has
+    # loaded (here: sent by the process itself, between the two), the moment at
+    # which an unguarded import would die with a traceback, be killed, or
+    # ignore a SIGINT its parent ignored. "At once": the driver's next line
+    # never runs, and neither does the core's import.
     argv, store, _ = _prepare(scene, "populate")
+    ignore = "signal.signal(signal.SIGINT, signal.SIG_IGN);" if inherited == "ignored" else ""
     driver = (
-        f"import os, sys; sys.path.insert(0, {str(CORE)!r});"
+        f"import os, signal, sys; {ignore} sys.path.insert(0, {str(CORE)!r});"
         " import ollama_ramdisk.launch as launch;"
         f" os.kill(os.getpid(), {int(signum)});"
+        " os.write(2, b'went on after the signal');"
         " sys.exit(launch.run())"
     )
     done = subprocess.run(
-        [sys.executable, "-I", "-c", driver, *map(str, argv)], capture_output=True, text=True,
-        env=_env(), timeout=RUN_BOUND, stdin=subprocess.DEVNULL, check=False,
+        [sys.executable, "-I", "-c", driver, *map(str, argv), "--json"], capture_output=True,
+        text=True, env=_env(), timeout=RUN_BOUND, stdin=subprocess.DEVNULL, check=False,
     )  # fmt: skip
 
     assert done.returncode == 128 + signum, done.stderr
-    assert f"interrupted by {signum.name}" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.stderr == f"ollama-ramdisk: error: interrupted by {signum.name}\n"
+    assert json.loads(done.stdout) == {
+        "error": f"interrupted by {signum.name}",
+        "problems": [f"interrupted by {signum.name}"],
+        "exit_code": 128 + signum,
+    }
     assert not store.exists(), "the run started work after the signal"

@@ -29,6 +29,7 @@ from . import (
 from .cli_common import EXIT_STATUS, PROG, Options, Parser, UsageError, add_common, warn
 from .config import load_config
 from .errors import EXIT_FAILED, EXIT_INVALID, RamdiskError, os_error_text
+from .failure_report import error_document, error_line, interrupted_by
 from .printable import printable, write_line
 from .runreport import REPORTED_COMMANDS, make_report, write_report
 
@@ -99,10 +100,9 @@ def _report_error(message: str, code: int, as_json: bool, problems: Sequence[str
     A line break inside a problem (a name read from a store) is escaped, never
     a line of its own."""
     for line in problems or [message]:
-        write_line(f"{PROG}: error: {printable(line)}", sys.stderr)
+        write_line(error_line(printable(line)), sys.stderr)
     if as_json:
-        document = {"error": message, "problems": list(problems) or [message], "exit_code": code}
-        write_line(json.dumps(document, indent=2))
+        write_line(json.dumps(error_document(message, code, problems), indent=2))
 
 
 def _run_reported(command: str, options: Options) -> int:
@@ -116,7 +116,7 @@ def _run_reported(command: str, options: Options) -> int:
     try:
         code = COMMANDS[command].run(options)
     except (KeyboardInterrupt, stopping.Interrupted):
-        code, error = stopping.exit_code(), f"interrupted by {stopping.signal_name()}"
+        code, error = stopping.exit_code(), interrupted_by(stopping.signal_name())
         raise
     except RamdiskError as failure:
         code, error = failure.exit_code, str(failure)
@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupted(as_json: bool) -> int:
-    _report_error(f"interrupted by {stopping.signal_name()}", stopping.exit_code(), as_json)
+    _report_error(interrupted_by(stopping.signal_name()), stopping.exit_code(), as_json)
     return stopping.exit_code()
 
 

@@ -13,11 +13,10 @@ from typing import Any, Callable
 from .config import to_count, to_number, to_path, to_size, to_text
 from .defaults import LOCK_TIMEOUT
 from .errors import InvalidOption
+from .failure_report import PROG
 from .plan import check_headroom
 from .printable import printable, write_line
 from .store import Store
-
-PROG = "ollama-ramdisk"
 
 
 def exit_status_text(failure: str) -> str:

@@ -101,8 +101,9 @@ def install_handlers() -> None:
 
 
 def let_through() -> None:
-    """Unblock SIGINT and SIGTERM in this thread: the launcher blocks them while
-    the core loads (launch.py); one that came meanwhile is handled now."""
+    """Unblock SIGINT and SIGTERM in this thread, once the handlers are in place:
+    a mask inherited from the parent would hold them for the whole run, and one
+    that came meanwhile is handled now."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
