@@ -29,7 +29,7 @@ from . import (
 from .cli_common import EXIT_STATUS, PROG, Options, Parser, UsageError, add_common, warn
 from .config import load_config
 from .errors import EXIT_FAILED, EXIT_INVALID, RamdiskError, os_error_text
-from .failure_report import error_document, error_line, interrupted_by
+from .failure_report import asks_for_json, error_document, error_line, interrupted_by
 from .printable import printable, write_line
 from .runreport import REPORTED_COMMANDS, make_report, write_report
 
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_command(arguments)
     except KeyboardInterrupt:
         # Here a signal is never raised again (stopping.interruptible has ended).
-        return _interrupted("--json" in arguments)
+        return _interrupted(asks_for_json(arguments))
 
 
 def _interrupted(as_json: bool) -> int:
@@ -160,7 +160,7 @@ def _interrupted(as_json: bool) -> int:
 
 
 def _run_command(arguments: list[str]) -> int:
-    as_json = "--json" in arguments
+    as_json = asks_for_json(arguments)
     try:
         args = build_parser().parse_args(arguments)
         config = load_config(args.config) if getattr(args, "config", None) else {}

@@ -11,6 +11,12 @@ from collections.abc import Sequence
 PROG = "ollama-ramdisk"
 
 
+def asks_for_json(arguments: Sequence[str]) -> bool:
+    """Whether the command line asks for the ``--json`` answer (before the
+    parser has run, or where it failed)."""
+    return "--json" in arguments
+
+
 def error_line(text: str) -> str:
     """The stderr line of one problem (``text`` already made printable)."""
     return f"{PROG}: error: {text}"

@@ -31,7 +31,7 @@ import json  # noqa: E402 - after the block above, on purpose
 import os  # noqa: E402
 import sys  # noqa: E402
 
-from .failure_report import error_document, error_line, interrupted_by  # noqa: E402
+from .failure_report import asks_for_json, error_document, error_line, interrupted_by  # noqa: E402
 
 
 def _stop_before_any_work(signum: int, _frame: object) -> None:
@@ -41,7 +41,7 @@ def _stop_before_any_work(signum: int, _frame: object) -> None:
     code = 128 + signum
     try:
         os.write(2, f"{error_line(message)}\n".encode())
-        if "--json" in sys.argv[1:]:
+        if asks_for_json(sys.argv[1:]):
             os.write(1, f"{json.dumps(error_document(message, code), indent=2)}\n".encode())
     except OSError:
         pass  # a closed stream must not keep the process alive
