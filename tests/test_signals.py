@@ -254,3 +254,45 @@ def test_a_signal_while_the_core_loads_stops_the_run_at_once_before_any_work(
         "exit_code": 128 + signum,
     }
     assert not store.exists(), "the run started work after the signal"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_run_reports_whole_and_ends_without_the_interpreters_finalization(
+    scene: Scene, signum: int
+) -> None:
+    # The process signals itself in the first chunk of its first copy. Once the
+    # run has cleaned up and reported, it ends at once: the exit handlers of
+    # the interpreter's finalization never run, and the report, written
+    # through buffered streams to pipes, still comes out whole.
+    argv, store, _ = _prepare(scene, "populate")
+    driver = f"""
+import atexit, os, sys
+sys.path.insert(0, {str(CORE)!r})
+import ollama_ramdisk.launch as launch
+import ollama_ramdisk.copying as copying
+
+atexit.register(os.write, 2, b"finalized")
+check_stop, sent = copying.check_stop, []
+
+def signal_once(where):
+    if not sent:
+        sent.append(os.kill(os.getpid(), {int(signum)}))
+    check_stop(where)
+
+copying.check_stop = signal_once
+sys.exit(launch.run())
+"""
+    _python, _isolated, _c, _launcher, *arguments = _command(*argv)
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", driver, *arguments, "--json"], capture_output=True,
+        text=True, env=_env(), timeout=RUN_BOUND, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 128 + signum, done.stderr
+    assert done.stderr == f"ollama-ramdisk: error: interrupted by {signum.name}\n"
+    assert json.loads(done.stdout) == {
+        "error": f"interrupted by {signum.name}",
+        "problems": [f"interrupted by {signum.name}"],
+        "exit_code": 128 + signum,
+    }
+    _assert_whole(scene, store, [])
