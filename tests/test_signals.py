@@ -142,6 +142,23 @@ def _assert_whole(scene: Scene, store: Path, at_least: list[str]) -> None:
         json.loads(record.read_text())
 
 
+def _threads_of(pid: int) -> str:
+    """What each thread of a run that is slow to stop is doing: its state (R
+    waits for a CPU, D for the kernel: a flush, an unlink), the kernel
+    function it waits in, and the number of the system call it is in (or
+    "running")."""
+    seen = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            state = (task / "stat").read_text().rpartition(")")[2].split()[0]
+            wchan = (task / "wchan").read_text() or "-"
+            syscall = (task / "syscall").read_text().split()[0]
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+        seen.append(f"thread {task.name}: state {state}, wchan {wchan}, syscall {syscall}")
+    return "; ".join(seen) or "no thread left"
+
+
 def _one_full_run(scene: Scene, command: str) -> float:
     argv, _, _ = _prepare(scene, command)
     started = time.monotonic()
@@ -178,11 +195,16 @@ def test_a_signal_at_any_moment_stops_the_run_at_once_and_leaves_nothing_half_wr
         except subprocess.TimeoutExpired:
             sent = time.monotonic()
             process.send_signal(signum)
+            held = ""
             try:
-                process.wait(timeout=RUN_BOUND)
+                try:
+                    process.wait(timeout=STOP_BOUND)
+                except subprocess.TimeoutExpired:
+                    held = _threads_of(process.pid)
+                    process.wait(timeout=RUN_BOUND - STOP_BOUND)
             except subprocess.TimeoutExpired:
                 process.kill()
-                pytest.fail(f"{where}: still running {RUN_BOUND:g} s after the signal")
+                pytest.fail(f"{where}: still running {RUN_BOUND:g} s after the signal; {held}")
             took = time.monotonic() - sent
             code = process.returncode
             err = process.stderr.read() if process.stderr else ""
@@ -198,7 +220,9 @@ def test_a_signal_at_any_moment_stops_the_run_at_once_and_leaves_nothing_half_wr
             )
             assert code in (0, 128 + signum) or at_start, f"{where}: exit {code}\n{err}"
             if code != 0:
-                assert took < STOP_BOUND, f"{where}: stopped {took:.2f} s after the signal"
+                assert took < STOP_BOUND, (
+                    f"{where}: stopped {took:.2f} s after the signal; at {STOP_BOUND:g} s: {held}"
+                )
             if code == 128 + signum:
                 assert f"interrupted by {signum.name}" in err, f"{where}: {err}"
             outcome = "finished" if code == 0 else "killed at start" if at_start else "interrupted"
