@@ -246,6 +246,27 @@ def test_a_signal_at_any_moment_stops_the_run_at_once_and_leaves_nothing_half_wr
     print(f"{command}, seed {seed}: {outcomes} (a whole run: {length:.2f} s)")
 
 
+def _run_driven(driver: str, argv: list[object]) -> subprocess.CompletedProcess[str]:
+    """``argv`` with ``--json``, run by ``driver`` (Python code that ends by
+    calling the launcher) in place of the launcher's own line."""
+    _python, _isolated, _c, _launcher, *arguments = _command(*argv)
+    return subprocess.run(
+        [sys.executable, "-I", "-c", driver, *arguments, "--json"], capture_output=True,
+        text=True, env=_env(), timeout=RUN_BOUND, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+
+
+def _assert_reported_interrupted(done: subprocess.CompletedProcess[str], signum: int) -> None:
+    """128 + the signal, and exactly the report of an interrupted run on both streams."""
+    assert done.returncode == 128 + signum, done.stderr
+    assert done.stderr == f"ollama-ramdisk: error: interrupted by {signum.name}\n"
+    assert json.loads(done.stdout) == {
+        "error": f"interrupted by {signum.name}",
+        "problems": [f"interrupted by {signum.name}"],
+        "exit_code": 128 + signum,
+    }
+
+
 @pytest.mark.parametrize("inherited", ["default", "ignored"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_the_core_loads_stops_the_run_at_once_before_any_work(
@@ -265,18 +286,7 @@ def test_a_signal_while_the_core_loads_stops_the_run_at_once_before_any_work(
         " os.write(2, b'went on after the signal');"
         " sys.exit(launch.run())"
     )
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", driver, *map(str, argv), "--json"], capture_output=True,
-        text=True, env=_env(), timeout=RUN_BOUND, stdin=subprocess.DEVNULL, check=False,
-    )  # fmt: skip
-
-    assert done.returncode == 128 + signum, done.stderr
-    assert done.stderr == f"ollama-ramdisk: error: interrupted by {signum.name}\n"
-    assert json.loads(done.stdout) == {
-        "error": f"interrupted by {signum.name}",
-        "problems": [f"interrupted by {signum.name}"],
-        "exit_code": 128 + signum,
-    }
+    _assert_reported_interrupted(_run_driven(driver, argv), signum)
     assert not store.exists(), "the run started work after the signal"
 
 
@@ -306,17 +316,5 @@ def signal_once(where):
 copying.check_stop = signal_once
 sys.exit(launch.run())
 """
-    _python, _isolated, _c, _launcher, *arguments = _command(*argv)
-    done = subprocess.run(
-        [sys.executable, "-I", "-c", driver, *arguments, "--json"], capture_output=True,
-        text=True, env=_env(), timeout=RUN_BOUND, stdin=subprocess.DEVNULL, check=False,
-    )  # fmt: skip
-
-    assert done.returncode == 128 + signum, done.stderr
-    assert done.stderr == f"ollama-ramdisk: error: interrupted by {signum.name}\n"
-    assert json.loads(done.stdout) == {
-        "error": f"interrupted by {signum.name}",
-        "problems": [f"interrupted by {signum.name}"],
-        "exit_code": 128 + signum,
-    }
+    _assert_reported_interrupted(_run_driven(driver, argv), signum)
     _assert_whole(scene, store, [])
